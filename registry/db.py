@@ -84,12 +84,11 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only transaction; anything written is rolled back."""
+        """A read-only transaction; closing the session ends it (anything written is discarded).
+
+        Objects stay loaded after the block (close() detaches them without expiring, unlike rollback())."""
         async with self._reader() as session:
-            try:
-                yield session
-            finally:
-                await session.rollback()
+            yield session
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()

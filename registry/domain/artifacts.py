@@ -54,9 +54,7 @@ class ArtifactVersion(Base):
 class ArtifactFile(Base):
     __tablename__ = "artifact_files"
 
-    artifact_id: Mapped[int] = mapped_column(
-        ForeignKey("artifact_versions.id", ondelete="CASCADE"), primary_key=True
-    )
+    artifact_id: Mapped[int] = mapped_column(ForeignKey("artifact_versions.id", ondelete="CASCADE"), primary_key=True)
     path: Mapped[str] = mapped_column(String(1024), primary_key=True)
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
     size: Mapped[int] = mapped_column(BigInteger)

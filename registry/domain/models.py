@@ -27,9 +27,7 @@ class RegisteredModel(Base):
 class ModelTag(Base):
     __tablename__ = "model_tags"
 
-    model_id: Mapped[int] = mapped_column(
-        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
-    )
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
@@ -58,9 +56,7 @@ class VersionFile(Base):
 
     __tablename__ = "version_files"
 
-    version_id: Mapped[int] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
-    )
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True)
     path: Mapped[str] = mapped_column(String(1024), primary_key=True)
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
     size: Mapped[int] = mapped_column(BigInteger)
@@ -69,9 +65,7 @@ class VersionFile(Base):
 class VersionTag(Base):
     __tablename__ = "version_tags"
 
-    version_id: Mapped[int] = mapped_column(
-        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
-    )
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
@@ -79,9 +73,7 @@ class VersionTag(Base):
 class Alias(Base):
     __tablename__ = "aliases"
 
-    model_id: Mapped[int] = mapped_column(
-        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
-    )
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger)
     updated_by: Mapped[str] = mapped_column(String(128), default="")

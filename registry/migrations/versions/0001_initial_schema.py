@@ -21,9 +21,7 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "api_tokens",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("prefix", sa.String(length=16), nullable=False),
@@ -38,9 +36,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "audit_log",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("action", sa.String(length=64), nullable=False),
         sa.Column("actor", sa.String(length=128), nullable=False),
         sa.Column("target", sa.Text(), nullable=False),
@@ -60,9 +56,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "events",
-        sa.Column(
-            "seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("id", sa.String(length=40), nullable=False),
         sa.Column("type", sa.String(length=64), nullable=False),
         sa.Column("model", sa.String(length=256), nullable=True),
@@ -79,9 +73,7 @@ def upgrade() -> None:
 
     op.create_table(
         "experiments",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=256), nullable=False),
         sa.Column("artifact_location", sa.Text(), nullable=True),
         sa.Column("lifecycle_stage", sa.String(length=16), nullable=False),
@@ -92,9 +84,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "registered_models",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=256), nullable=False),
         sa.Column("description", sa.Text(), nullable=True),
         sa.Column("last_version", sa.BigInteger(), nullable=False),
@@ -147,9 +137,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "promotions",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("model_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("alias", sa.String(length=128), nullable=False),
         sa.Column("from_version", sa.BigInteger(), nullable=True),
@@ -190,12 +178,8 @@ def upgrade() -> None:
         sa.Column("environment", sa.JSON(), nullable=True),
         sa.Column("created_by", sa.String(length=128), nullable=False),
         sa.Column("created_at", registry.domain.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["experiment_id"], ["experiments.id"], name=op.f("fk_runs_experiment_id_experiments")
-        ),
-        sa.ForeignKeyConstraint(
-            ["git_diff_sha256"], ["blobs.sha256"], name=op.f("fk_runs_git_diff_sha256_blobs")
-        ),
+        sa.ForeignKeyConstraint(["experiment_id"], ["experiments.id"], name=op.f("fk_runs_experiment_id_experiments")),
+        sa.ForeignKeyConstraint(["git_diff_sha256"], ["blobs.sha256"], name=op.f("fk_runs_git_diff_sha256_blobs")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_runs")),
     )
     with op.batch_alter_table("runs", schema=None) as batch_op:
@@ -203,9 +187,7 @@ def upgrade() -> None:
 
     op.create_table(
         "artifact_versions",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=256), nullable=False),
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
@@ -235,17 +217,13 @@ def upgrade() -> None:
     )
     op.create_table(
         "metrics",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("run_id", sa.String(length=32), nullable=False),
         sa.Column("key", sa.String(length=250), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("step", sa.BigInteger(), nullable=False),
         sa.Column("timestamp", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_metrics_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_metrics_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_metrics")),
     )
     with op.batch_alter_table("metrics", schema=None) as batch_op:
@@ -253,9 +231,7 @@ def upgrade() -> None:
 
     op.create_table(
         "model_versions",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("model_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("version", sa.BigInteger(), nullable=False),
         sa.Column("run_id", sa.String(length=32), nullable=True),
@@ -287,9 +263,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=32), nullable=False),
         sa.Column("key", sa.String(length=250), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_params_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_params_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_params")),
     )
     op.create_table(
@@ -299,9 +273,7 @@ def upgrade() -> None:
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
         sa.Column("created_at", registry.domain.base.UTCDateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_files_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_files_run_id_runs"), ondelete="CASCADE"),
         sa.ForeignKeyConstraint(["sha256"], ["blobs.sha256"], name=op.f("fk_run_files_sha256_blobs")),
         sa.PrimaryKeyConstraint("run_id", "path", name=op.f("pk_run_files")),
     )
@@ -310,9 +282,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=32), nullable=False),
         sa.Column("key", sa.String(length=250), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_tags_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_tags_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", "key", name=op.f("pk_run_tags")),
     )
     op.create_table(
@@ -341,9 +311,7 @@ def upgrade() -> None:
             ["artifact_versions.id"],
             name=op.f("fk_run_inputs_artifact_id_artifact_versions"),
         ),
-        sa.ForeignKeyConstraint(
-            ["run_id"], ["runs.id"], name=op.f("fk_run_inputs_run_id_runs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["run_id"], ["runs.id"], name=op.f("fk_run_inputs_run_id_runs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("run_id", "artifact_id", name=op.f("pk_run_inputs")),
     )
     op.create_table(

@@ -1,0 +1,83 @@
+"""The Litestar application: wiring only (settings, database, blob store, routes, error mapping)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+
+import registry
+from registry.api.errors import EXCEPTION_HANDLERS
+from registry.api.security import authenticate, current_actor
+from registry.api.v1 import artifacts, models, runs, system, tokens
+from registry.db import Database
+from registry.settings import Settings
+from registry.storage import BlobStore, open_store
+
+
+def create_app(settings: Settings, *, db: Database | None = None, store: BlobStore | None = None) -> Litestar:
+    """Build the app. ``db``/``store`` are created from ``settings`` unless given (and then not closed)."""
+    owns_db, owns_store = db is None, store is None
+    database = db or Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
+    blobs = store or open_store(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if owns_store:
+                await blobs.close()
+            if owns_db:
+                await database.dispose()
+
+    api_v1 = Router(
+        path="/api/v1",
+        guards=[authenticate],
+        route_handlers=[
+            system.EventsController,
+            system.AuditController,
+            tokens.TokensController,
+            runs.ExperimentsController,
+            runs.RunsController,
+            artifacts.BlobsController,
+            artifacts.RunArtifactsController,
+            artifacts.ArtifactVersionsController,
+            models.ModelsController,
+        ],
+        security=[{"bearer": []}],
+    )
+    app = Litestar(
+        route_handlers=[system.health, api_v1],
+        dependencies={
+            "db": Provide(lambda: database, sync_to_thread=False),
+            "store": Provide(lambda: blobs, sync_to_thread=False),
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+            "actor": Provide(current_actor, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_request_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="Modelkeep registry",
+            version=registry.__version__,
+            path="/schema",
+            components=Components(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API token")}
+            ),
+        ),
+        lifespan=[lifespan],
+        debug=False,
+    )
+    app.state.db = database
+    app.state.store = blobs
+    app.state.settings = settings
+    return app
+
+
+def from_env() -> Litestar:
+    """Factory for ASGI servers (``uvicorn --factory registry.api.app:from_env``)."""
+    return create_app(Settings())

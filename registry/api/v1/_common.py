@@ -1,0 +1,43 @@
+"""Shared pieces of the native API: pagination envelope, request streaming, small renderers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from litestar import Request
+from litestar.exceptions import InternalServerException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+
+from registry.errors import InvalidInput, PayloadTooLarge
+
+T = TypeVar("T")
+
+
+class Page(msgspec.Struct, Generic[T]):
+    items: list[T]
+    next: str | None = None
+    """Pass as ``after`` to get the next page; absent on the last page."""
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+async def body_chunks(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
+    """The request body as chunks; a client that hangs up mid-upload becomes a clean 400, not a 500."""
+    try:
+        async for chunk in request.stream():
+            yield chunk
+    except RequestEntityTooLarge:
+        raise PayloadTooLarge("upload is larger than the configured limit (MODELKEEP_MAX_UPLOAD_BYTES)") from None
+    except InternalServerException as exc:
+        raise InvalidInput(f"upload interrupted: {exc.detail}", code="upload_interrupted") from None
+
+
+def clamp_limit(limit: int, *, maximum: int = 1000) -> int:
+    if limit < 1 or limit > maximum:
+        raise InvalidInput(f"limit must be between 1 and {maximum}", field="limit")
+    return limit

@@ -1,0 +1,58 @@
+"""The ``registry`` command. Configuration is read lazily: ``registry --help`` touches nothing."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from registry import errors
+from registry.cli import aliases, models, server, tokens, versions
+from registry.cli._common import EXIT_FAILED, EXIT_USAGE, err, exit_code, hint_for
+
+app = typer.Typer(
+    name="registry",
+    help="Modelkeep: versioned models, their lineage, aliases and promotion history.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("serve")(server.serve)
+app.add_typer(server.db_app, name="db")
+app.add_typer(tokens.app, name="token")
+app.add_typer(models.app, name="models")
+app.add_typer(versions.app, name="versions")
+app.command("push")(versions.push)
+app.command("pull")(versions.pull)
+app.command("promote")(aliases.promote)
+app.command("rollback")(aliases.rollback)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: maps every expected failure to a message and a documented exit code."""
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except click.UsageError as exc:
+        exc.show()
+        return EXIT_USAGE
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return EXIT_FAILED
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except errors.RegistryError as exc:
+        err.print(f"[red]error:[/red] {exc.message}", highlight=False)
+        if hint := hint_for(exc):
+            err.print(f"[dim]hint: {hint}[/dim]", highlight=False)
+        return exit_code(exc)
+    except KeyboardInterrupt:
+        return 130
+    return result if isinstance(result, int) else 0
+
+
+def entry() -> None:
+    sys.exit(main())

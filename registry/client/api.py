@@ -1,0 +1,306 @@
+"""Python SDK for the native REST API. The CLI and users' scripts both use it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+from registry import errors
+from registry.client._http import HttpClient
+
+CHUNK = 1024 * 1024
+Progress = Callable[[int], None]
+"""Called with the number of bytes just transferred."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    path: str
+    """Relative POSIX path inside the pushed folder."""
+    local: Path
+    sha256: str
+    size: int
+
+
+def q(value: str) -> str:
+    return quote(value, safe="")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def scan_folder(root: Path) -> list[LocalFile]:
+    """Every regular file under ``root`` (or ``root`` itself if it is a file), hashed."""
+    if root.is_file():
+        return [LocalFile(path=root.name, local=root, sha256=sha256_file(root), size=root.stat().st_size)]
+    if not root.is_dir():
+        raise errors.InvalidInput(f"{root} is neither a file nor a folder")
+    found: list[LocalFile] = []
+    for dirpath, _dirs, filenames in os.walk(root):
+        for filename in sorted(filenames):
+            local = Path(dirpath) / filename
+            if local.is_symlink() or not local.is_file():
+                continue
+            rel = local.relative_to(root).as_posix()
+            found.append(LocalFile(path=rel, local=local, sha256=sha256_file(local), size=local.stat().st_size))
+    if not found:
+        raise errors.InvalidInput(f"{root} holds no files to push")
+    return sorted(found, key=lambda f: f.path)
+
+
+def _read_chunks(handle: BinaryIO, progress: Progress | None) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK):
+        if progress:
+            progress(len(chunk))
+        yield chunk
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, int | None]:
+    """``MODEL@ALIAS`` → (model, alias, None); ``MODEL/VERSION`` → (model, None, version)."""
+    if "@" in ref:
+        model, _, alias = ref.rpartition("@")
+        if model and alias:
+            return model, alias, None
+    elif "/" in ref:
+        model, _, version = ref.rpartition("/")
+        if model and version.isdigit() and int(version) > 0:
+            return model, None, int(version)
+    raise errors.InvalidInput(f"cannot read {ref!r}: use MODEL@ALIAS or MODEL/VERSION (for example fraud@production)")
+
+
+class RegistryClient(HttpClient):
+    # -- experiments and runs -------------------------------------------------------------------------
+    def create_experiment(self, name: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
+        return dict(self.json("POST", "/api/v1/experiments", json={"name": name, "tags": tags or {}}))
+
+    def create_run(self, **fields: Any) -> dict[str, Any]:
+        return dict(self.json("POST", "/api/v1/runs", json={k: v for k, v in fields.items() if v is not None}))
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return dict(self.json("GET", f"/api/v1/runs/{q(run_id)}"))
+
+    def update_run(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        body = {k: v for k, v in fields.items() if v is not None}
+        return dict(self.json("PATCH", f"/api/v1/runs/{q(run_id)}", json=body))
+
+    def log_batch(
+        self,
+        run_id: str,
+        *,
+        params: dict[str, Any] | None = None,
+        metrics: list[dict[str, Any]] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> None:
+        body = {
+            "params": {k: str(v) for k, v in (params or {}).items()},
+            "metrics": metrics or [],
+            "tags": tags or {},
+        }
+        self.request("POST", f"/api/v1/runs/{q(run_id)}/log-batch", json=body)
+
+    def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
+        return list(self.json("GET", f"/api/v1/runs/{q(run_id)}/metrics/{key}")["items"])
+
+    def record_input(self, run_id: str, artifact: str, version: int, context: str | None = None) -> dict[str, Any]:
+        body = {"artifact": artifact, "version": version, "context": context}
+        return dict(self.json("POST", f"/api/v1/runs/{q(run_id)}/inputs", json=body))
+
+    # -- bytes ------------------------------------------------------------------------------------------
+    def upload_artifact(self, run_id: str, path: str, local: Path, progress: Progress | None = None) -> dict[str, Any]:
+        with open(local, "rb") as handle:
+            headers = {
+                "content-length": str(local.stat().st_size),
+                "content-type": "application/octet-stream",
+            }
+            return dict(
+                self.json(
+                    "PUT",
+                    f"/api/v1/runs/{q(run_id)}/artifacts/{quote(path)}",
+                    content=_read_chunks(handle, progress),
+                    headers=headers,
+                )
+            )
+
+    def list_artifacts(self, run_id: str, prefix: str = "") -> list[dict[str, Any]]:
+        return list(self.json("GET", f"/api/v1/runs/{q(run_id)}/artifacts", params={"prefix": prefix}))
+
+    def download_artifact(self, run_id: str, path: str, dest: Path) -> Path:
+        return self._download(f"/api/v1/runs/{q(run_id)}/artifacts/{quote(path)}", dest, expected=None)
+
+    def blob_exists(self, sha256: str) -> bool:
+        try:
+            self.request("HEAD", f"/api/v1/blobs/{sha256}")
+        except errors.NotFound:
+            return False
+        return True
+
+    def upload_blob(self, local: Path, sha256: str, progress: Progress | None = None) -> None:
+        with open(local, "rb") as handle:
+            headers = {
+                "content-length": str(local.stat().st_size),
+                "content-type": "application/octet-stream",
+            }
+            self.request("PUT", f"/api/v1/blobs/{sha256}", content=_read_chunks(handle, progress), headers=headers)
+
+    def _download(self, path: str, dest: Path, *, expected: str | None, progress: Progress | None = None) -> Path:
+        """Stream to ``dest.part``, verify sha256, rename: a failed pull never leaves a corrupt file."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_name(dest.name + ".part")
+        digest = hashlib.sha256()
+        try:
+            for response in self.stream_download(path):
+                expected = expected or response.headers.get("x-content-sha256")
+                with open(partial, "wb") as handle:
+                    for chunk in response.iter_bytes(CHUNK):
+                        handle.write(chunk)
+                        digest.update(chunk)
+                        if progress:
+                            progress(len(chunk))
+            if expected and digest.hexdigest() != expected:
+                raise errors.Conflict(
+                    f"{dest}: sha256 {digest.hexdigest()} does not match {expected}; "
+                    "the transfer was corrupted, pull again",
+                    code="checksum_mismatch",
+                )
+            os.replace(partial, dest)
+        finally:
+            partial.unlink(missing_ok=True)
+        return dest
+
+    # -- models, versions, aliases ----------------------------------------------------------------------
+    def create_model(self, name: str, description: str | None = None) -> dict[str, Any]:
+        return dict(self.json("POST", "/api/v1/models", json={"name": name, "description": description}))
+
+    def ensure_model(self, name: str) -> dict[str, Any]:
+        try:
+            return self.create_model(name)
+        except errors.Conflict:
+            return self.get_model(name)
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        return dict(self.json("GET", f"/api/v1/models/{q(name)}"))
+
+    def list_models(self, limit: int = 100) -> Iterator[dict[str, Any]]:
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": limit} | ({"after": after} if after else {})
+            page = self.json("GET", "/api/v1/models", params=params)
+            yield from page["items"]
+            after = page.get("next")
+            if not after:
+                return
+
+    def create_version(self, model: str, **fields: Any) -> dict[str, Any]:
+        body = {k: v for k, v in fields.items() if v is not None}
+        return dict(self.json("POST", f"/api/v1/models/{q(model)}/versions", json=body))
+
+    def list_versions(self, model: str, limit: int = 100) -> Iterator[dict[str, Any]]:
+        after = 0
+        while True:
+            page = self.json("GET", f"/api/v1/models/{q(model)}/versions", params={"limit": limit, "after": after})
+            yield from page["items"]
+            if not page.get("next"):
+                return
+            after = int(page["next"])
+
+    def get_version(self, model: str, version: int) -> dict[str, Any]:
+        return dict(self.json("GET", f"/api/v1/models/{q(model)}/versions/{version}"))
+
+    def get_by_alias(self, model: str, alias: str) -> dict[str, Any]:
+        return dict(self.json("GET", f"/api/v1/models/{q(model)}/aliases/{q(alias)}"))
+
+    def resolve(self, ref: str) -> dict[str, Any]:
+        model, alias, version = parse_ref(ref)
+        return self.get_by_alias(model, alias) if alias else self.get_version(model, version or 0)
+
+    def set_alias(
+        self, model: str, alias: str, version: int, *, reason: str | None = None, expect: int | None = None
+    ) -> dict[str, Any]:
+        body = {"version": version, "reason": reason, "expect": expect}
+        return dict(self.json("PUT", f"/api/v1/models/{q(model)}/aliases/{q(alias)}", json=body))
+
+    def delete_alias(self, model: str, alias: str, reason: str | None = None) -> dict[str, Any]:
+        params = {"reason": reason} if reason else None
+        return dict(self.json("DELETE", f"/api/v1/models/{q(model)}/aliases/{q(alias)}", params=params))
+
+    def rollback(self, model: str, alias: str, reason: str | None = None) -> dict[str, Any]:
+        return dict(
+            self.json("POST", f"/api/v1/models/{q(model)}/aliases/{q(alias)}/rollback", json={"reason": reason})
+        )
+
+    def promotions(self, model: str, alias: str | None = None) -> list[dict[str, Any]]:
+        params = {"alias": alias} if alias else None
+        return list(self.json("GET", f"/api/v1/models/{q(model)}/promotions", params=params))
+
+    def push(
+        self,
+        model: str,
+        folder: Path,
+        *,
+        run_id: str | None = None,
+        description: str | None = None,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Upload a local file/folder as the next version of ``model`` (created if missing).
+
+        Blobs the server already has are not sent again (content addressing)."""
+        files = scan_folder(folder)
+        missing = [f for f in files if not self.blob_exists(f.sha256)]
+        if on_total:
+            on_total(sum(f.size for f in missing))
+        uploaded: set[str] = set()
+        for f in missing:
+            if f.sha256 not in uploaded:
+                self.upload_blob(f.local, f.sha256, progress)
+                uploaded.add(f.sha256)
+        self.ensure_model(model)
+        manifest = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files]
+        return self.create_version(
+            model, files=manifest, run_id=run_id, description=description, source=f"push:{folder.name}"
+        )
+
+    def pull(
+        self,
+        ref: str,
+        dest: Path,
+        *,
+        progress: Progress | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Download a version's files into ``dest`` and verify every sha256."""
+        version = self.resolve(ref)
+        if on_total:
+            on_total(sum(int(f["size"]) for f in version["files"]))
+        root = dest.resolve()
+        for f in version["files"]:
+            rel = PurePosixPath(f["path"])
+            target = (root / rel).resolve()
+            if rel.is_absolute() or ".." in rel.parts or not target.is_relative_to(root):
+                raise errors.InvalidInput(f"refusing to write {f['path']!r} outside {root}")
+            self._download(f"/api/v1/blobs/{f['sha256']}", target, expected=f["sha256"], progress=progress)
+        return version
+
+    # -- tokens, events ---------------------------------------------------------------------------------
+    def create_token(self, name: str, role: str, expires_in_days: float | None = None) -> dict[str, Any]:
+        body = {"name": name, "role": role, "expires_in_days": expires_in_days}
+        return dict(self.json("POST", "/api/v1/tokens", json=body))
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        return list(self.json("GET", "/api/v1/tokens"))
+
+    def revoke_token(self, name: str) -> dict[str, Any]:
+        return dict(self.json("DELETE", f"/api/v1/tokens/{q(name)}"))
+
+    def events(self, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        return list(self.json("GET", "/api/v1/events", params={"after": after, "limit": limit})["items"])

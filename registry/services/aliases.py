@@ -1,0 +1,289 @@
+"""Aliases (``staging``, ``production`` ...): compare-and-swap moves, protection, rollback, history.
+
+Every move appends a ``Promotion`` row; the history is never edited. All moves of one model's aliases
+hold that model's row lock, so "read current holder, compare, write" is atomic on both databases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry.domain.auth import Role
+from registry.domain.base import utcnow
+from registry.domain.models import Alias, ModelVersion, Promotion, RegisteredModel
+from registry.errors import Conflict, NotFound
+from registry.services import audit, events, models, names
+from registry.services.auth import Actor, require
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+"""``expect=UNSET``: no compare-and-swap. ``expect=None``: the alias must not exist yet."""
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    promotion: Promotion | None
+    """None when the alias already pointed at the requested version (nothing changed)."""
+    alias: str
+    version: int
+
+
+async def get(session: AsyncSession, *, model: RegisteredModel, alias: str) -> Alias:
+    found = await session.get(Alias, (model.id, alias))
+    if found is None:
+        raise NotFound(f"model {model.name!r} has no alias {alias!r}", code="alias_not_found")
+    return found
+
+
+async def resolve(session: AsyncSession, *, model_name: str, alias: str) -> tuple[RegisteredModel, ModelVersion]:
+    from registry.services import versions
+
+    model = await models.get(session, name=model_name)
+    holder = await get(session, model=model, alias=alias)
+    return model, await versions.get(session, model=model, version=holder.version)
+
+
+async def names_for(session: AsyncSession, *, model_id: int, version: int) -> list[str]:
+    rows = await session.scalars(
+        select(Alias.name).where(Alias.model_id == model_id, Alias.version == version).order_by(Alias.name)
+    )
+    return list(rows)
+
+
+async def list_for_model(session: AsyncSession, *, model_id: int) -> list[Alias]:
+    return list(await session.scalars(select(Alias).where(Alias.model_id == model_id).order_by(Alias.name)))
+
+
+def _guard(actor: Actor, model: RegisteredModel, alias: str, protected: frozenset[str]) -> bool:
+    if alias in protected:
+        require(actor, Role.maintainer, action=f"moving the protected alias {model.name}@{alias}")
+        return True
+    require(actor, Role.writer, action="moving an alias")
+    return False
+
+
+async def _append(
+    session: AsyncSession,
+    *,
+    model: RegisteredModel,
+    alias: str,
+    before: int | None,
+    after: int | None,
+    action: str,
+    actor: Actor,
+    reason: str | None,
+    is_protected: bool,
+    forced: bool = False,
+) -> Promotion:
+    promotion = Promotion(
+        model_id=model.id,
+        alias=alias,
+        from_version=before,
+        to_version=after,
+        action=action,
+        actor=actor.name,
+        reason=reason,
+        forced=forced,
+    )
+    session.add(promotion)
+    await session.flush()
+    data = {
+        "model": model.name,
+        "alias": alias,
+        "from_version": before,
+        "to_version": after,
+        "action": action,
+        "actor": actor.name,
+        "reason": reason,
+        "promotion_id": promotion.id,
+    }
+    event_type = "alias.removed" if after is None else "alias.moved"
+    await events.record(
+        session,
+        type=event_type,
+        subject=f"models/{model.name}/aliases/{alias}",
+        actor=actor.name,
+        model=model.name,
+        data=data,
+    )
+    if is_protected:
+        await audit.log(
+            session,
+            action=f"protected_{event_type}",
+            actor=actor.name,
+            target=f"{model.name}@{alias}",
+            details=data,
+        )
+    return promotion
+
+
+async def set_alias(
+    session: AsyncSession,
+    *,
+    model_name: str,
+    alias: str,
+    version: int,
+    actor: Actor,
+    protected: frozenset[str],
+    reason: str | None = None,
+    expect: int | _Unset | None = UNSET,
+    action: str = "promote",
+) -> Move:
+    """Point ``alias`` at ``version``.
+
+    Raises Forbidden (protected alias, role below maintainer), NotFound (model/version), Conflict when
+    ``expect`` is given and the alias no longer holds it: of two racing moves with the same expectation,
+    exactly one wins.
+    """
+    names.alias(alias)
+    model = await models.lock(session, name=model_name)
+    is_protected = _guard(actor, model, alias, protected)
+    from registry.services import versions
+
+    await versions.get(session, model=model, version=version)
+    current = await session.get(Alias, (model.id, alias), populate_existing=True)
+    before = current.version if current is not None else None
+    if not isinstance(expect, _Unset) and expect != before:
+        where = f"v{before}" if before is not None else "nothing"
+        wanted = f"v{expect}" if expect is not None else "nothing"
+        raise Conflict(
+            f"{model.name}@{alias} points at {where}, not {wanted}: someone moved it; re-read and retry",
+            code="alias_moved",
+            current=before,
+        )
+    if before == version:
+        return Move(promotion=None, alias=alias, version=version)
+    if current is None:
+        session.add(Alias(model_id=model.id, name=alias, version=version, updated_by=actor.name, updated_at=utcnow()))
+    else:
+        current.version, current.updated_by, current.updated_at = version, actor.name, utcnow()
+    promotion = await _append(
+        session,
+        model=model,
+        alias=alias,
+        before=before,
+        after=version,
+        action=action,
+        actor=actor,
+        reason=reason,
+        is_protected=is_protected,
+    )
+    return Move(promotion=promotion, alias=alias, version=version)
+
+
+async def remove(
+    session: AsyncSession,
+    *,
+    model: RegisteredModel,
+    alias: str,
+    actor: Actor,
+    protected: frozenset[str],
+    reason: str | None = None,
+) -> Promotion:
+    """Delete an alias (the caller holds the model lock). Raises NotFound if it does not exist."""
+    is_protected = _guard(actor, model, alias, protected)
+    current = await get(session, model=model, alias=alias)
+    before = current.version
+    await session.delete(current)
+    return await _append(
+        session,
+        model=model,
+        alias=alias,
+        before=before,
+        after=None,
+        action="remove",
+        actor=actor,
+        reason=reason,
+        is_protected=is_protected,
+    )
+
+
+async def delete_alias(
+    session: AsyncSession,
+    *,
+    model_name: str,
+    alias: str,
+    actor: Actor,
+    protected: frozenset[str],
+    reason: str | None = None,
+) -> Promotion:
+    model = await models.lock(session, name=model_name)
+    return await remove(session, model=model, alias=alias, actor=actor, protected=protected, reason=reason)
+
+
+async def rollback(
+    session: AsyncSession,
+    *,
+    model_name: str,
+    alias: str,
+    actor: Actor,
+    protected: frozenset[str],
+    reason: str | None = None,
+) -> Move:
+    """Move ``alias`` back to the version that held it before the current holder took it.
+
+    Rollbacks stack: after v1 → v2 → v3, two rollbacks give v2 then v1 (a rollback's own row is skipped
+    when looking for "the move that brought the current holder in").
+    """
+    model = await models.lock(session, name=model_name)
+    current = await get(session, model=model, alias=alias)
+    arrival = await session.scalar(
+        select(Promotion)
+        .where(
+            Promotion.model_id == model.id,
+            Promotion.alias == alias,
+            Promotion.to_version == current.version,
+            Promotion.action == "promote",
+        )
+        .order_by(Promotion.id.desc())
+        .limit(1)
+    )
+    if arrival is None or arrival.from_version is None:
+        raise Conflict(f"{model.name}@{alias} has no earlier holder to roll back to", code="no_previous_holder")
+    target = arrival.from_version
+    exists = await session.scalar(
+        select(ModelVersion.id).where(ModelVersion.model_id == model.id, ModelVersion.version == target)
+    )
+    if exists is None:
+        raise Conflict(
+            f"the previous holder of {model.name}@{alias}, v{target}, was deleted",
+            code="previous_holder_deleted",
+        )
+    return await set_alias(
+        session,
+        model_name=model_name,
+        alias=alias,
+        version=target,
+        actor=actor,
+        protected=protected,
+        reason=reason or f"rollback from v{current.version}",
+        expect=current.version,
+        action="rollback",
+    )
+
+
+async def history(
+    session: AsyncSession,
+    *,
+    model_name: str,
+    alias: str | None = None,
+    version: int | None = None,
+    limit: int = 100,
+) -> list[Promotion]:
+    """Promotions newest first, optionally for one alias or touching one version."""
+    model = await models.get(session, name=model_name)
+    query = select(Promotion).where(Promotion.model_id == model.id).order_by(Promotion.id.desc()).limit(limit)
+    if alias is not None:
+        query = query.where(Promotion.alias == alias)
+    if version is not None:
+        query = query.where((Promotion.to_version == version) | (Promotion.from_version == version))
+    return list(await session.scalars(query))

@@ -1,0 +1,28 @@
+"""Audit log of security-relevant actions (tokens, protected aliases). Append-only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry.domain.auth import AuditEntry
+
+
+async def log(
+    session: AsyncSession, *, action: str, actor: str, target: str, details: dict[str, Any] | None = None
+) -> AuditEntry:
+    entry = AuditEntry(action=action, actor=actor, target=target, details=details or {})
+    session.add(entry)
+    await session.flush()
+    return entry
+
+
+async def list_entries(
+    session: AsyncSession, *, action: str | None = None, after: int = 0, limit: int = 100
+) -> list[AuditEntry]:
+    query = select(AuditEntry).where(AuditEntry.id > after).order_by(AuditEntry.id).limit(limit)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    return list(await session.scalars(query))

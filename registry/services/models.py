@@ -1,0 +1,99 @@
+"""Registered models: create, find, list, describe."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry.domain.base import utcnow
+from registry.domain.models import ModelTag, RegisteredModel
+from registry.errors import AlreadyExists, NotFound
+from registry.services import events, names
+from registry.services._sql import upsert
+from registry.services.auth import Actor
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    name: str,
+    actor: Actor,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> RegisteredModel:
+    """Raises AlreadyExists when the name is taken (a concurrent create loses on the unique index)."""
+    names.model_name(name)
+    if await session.scalar(select(RegisteredModel.id).where(RegisteredModel.name == name)) is not None:
+        raise AlreadyExists(f"model {name!r} already exists", field="name")
+    model = RegisteredModel(name=name, description=description, created_by=actor.name)
+    session.add(model)
+    await session.flush()
+    if tags:
+        await set_tags(session, model=model, tags=tags)
+    await events.record(
+        session,
+        type="model.created",
+        subject=f"models/{name}",
+        actor=actor.name,
+        model=name,
+        data={"name": name, "description": description},
+    )
+    return model
+
+
+async def get(session: AsyncSession, *, name: str) -> RegisteredModel:
+    model = await session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
+    if model is None:
+        raise NotFound(f"model {name!r} does not exist (see `registry models list`)")
+    return model
+
+
+async def lock(session: AsyncSession, *, name: str) -> RegisteredModel:
+    """Load the model holding its row lock until commit. Every change to a model's versions or aliases
+    takes it first, so those changes are serialised per model (SQLite's write lock does this already)."""
+    model = await session.scalar(
+        select(RegisteredModel)
+        .where(RegisteredModel.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if model is None:
+        raise NotFound(f"model {name!r} does not exist (see `registry models list`)")
+    return model
+
+
+async def list_models(session: AsyncSession, *, limit: int = 100, after: str | None = None) -> list[RegisteredModel]:
+    query = select(RegisteredModel).order_by(RegisteredModel.name).limit(limit)
+    if after is not None:
+        query = query.where(RegisteredModel.name > after)
+    return list(await session.scalars(query))
+
+
+async def update(session: AsyncSession, *, name: str, actor: Actor, description: str | None) -> RegisteredModel:
+    model = await lock(session, name=name)
+    model.description = description
+    model.updated_at = utcnow()
+    await events.record(
+        session,
+        type="model.updated",
+        subject=f"models/{name}",
+        actor=actor.name,
+        model=name,
+        data={"name": name, "description": description},
+    )
+    await session.flush()
+    return model
+
+
+async def set_tags(session: AsyncSession, *, model: RegisteredModel, tags: dict[str, str]) -> None:
+    for key in tags:
+        names.key(key, what="tag key")
+    stmt = upsert(session, ModelTag).values([{"model_id": model.id, "key": k, "value": v} for k, v in tags.items()])
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["model_id", "key"], set_={"value": stmt.excluded.value})
+    )
+
+
+async def tags_of(session: AsyncSession, *, model_id: int) -> dict[str, str]:
+    rows = await session.execute(select(ModelTag.key, ModelTag.value).where(ModelTag.model_id == model_id))
+    return dict(rows.tuples().all())

@@ -1,0 +1,328 @@
+"""Training runs: lifecycle, params (immutable once set), metric history, tags, code/environment capture."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry.domain.artifacts import ArtifactVersion, Blob, RunInput
+from registry.domain.runs import RUN_STATUSES, TERMINAL_STATUSES, LatestMetric, Metric, Param, Run, RunTag
+from registry.errors import Conflict, InvalidInput, NotFound
+from registry.services import events, experiments, names
+from registry.services._sql import upsert
+from registry.services.auth import Actor
+
+MAX_BATCH = 10_000
+MAX_PARAM_VALUE = 6000
+_ADJECTIVES = ("amber", "bold", "calm", "deft", "eager", "fond", "glad", "keen", "lucid", "merry", "noble")
+_NOUNS = ("otter", "heron", "lynx", "finch", "panda", "tapir", "ibis", "koala", "marten", "wren")
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    key: str
+    value: float
+    timestamp: int
+    """Epoch milliseconds."""
+    step: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GitInfo:
+    commit: str | None = None
+    branch: str | None = None
+    remote: str | None = None
+    dirty: bool | None = None
+    diff_sha256: str | None = None
+    """Blob holding the uncommitted diff (tracked changes), uploaded beforehand."""
+    untracked: list[str] | None = None
+
+
+@dataclass(slots=True)
+class RunView:
+    run: Run
+    params: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    metrics: list[LatestMetric] = field(default_factory=list)
+    inputs: list[ArtifactVersion] = field(default_factory=list)
+
+
+def now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def random_name() -> str:
+    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(1000)}"
+
+
+def from_ms(value: int) -> datetime:
+    return datetime.fromtimestamp(value / 1000, UTC)
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    experiment_id: int | None = None,
+    experiment_name: str | None = None,
+    name: str | None = None,
+    user: str | None = None,
+    start_time: int | None = None,
+    tags: dict[str, str] | None = None,
+    git: GitInfo | None = None,
+    environment: dict[str, Any] | None = None,
+) -> Run:
+    """Start a run in an experiment (by id, or by name, created if missing; default experiment otherwise)."""
+    if experiment_name is not None:
+        experiment = await experiments.get_or_create(session, name=experiment_name, actor=actor)
+    else:
+        experiment_id = experiments.DEFAULT_EXPERIMENT_ID if experiment_id is None else experiment_id
+        experiment = await experiments.get(session, experiment_id=experiment_id)
+    if experiment.lifecycle_stage != "active":
+        raise Conflict(f"experiment {experiment.name!r} is deleted")
+    if git and git.diff_sha256 and await session.get(Blob, git.diff_sha256) is None:
+        raise InvalidInput(f"git diff blob {git.diff_sha256} was not uploaded", field="git.diff_sha256")
+    run = Run(
+        experiment_id=experiment.id,
+        name=(name or random_name())[:250],
+        user=user or actor.name,
+        status="RUNNING",
+        start_time=from_ms(start_time) if start_time is not None else datetime.now(UTC),
+        created_by=actor.name,
+        git_commit=git.commit if git else None,
+        git_branch=git.branch if git else None,
+        git_remote=git.remote if git else None,
+        git_dirty=git.dirty if git else None,
+        git_diff_sha256=git.diff_sha256 if git else None,
+        git_untracked=git.untracked if git else None,
+        environment=environment,
+    )
+    session.add(run)
+    await session.flush()
+    if tags:
+        await _set_tags(session, run.id, list(tags.items()))
+    await events.record(
+        session,
+        type="run.created",
+        subject=f"runs/{run.id}",
+        actor=actor.name,
+        data={"run_id": run.id, "experiment_id": experiment.id, "name": run.name},
+    )
+    return run
+
+
+async def get(session: AsyncSession, *, run_id: str, for_write: bool = False) -> Run:
+    run = await session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id!r} does not exist")
+    if for_write and run.lifecycle_stage != "active":
+        raise Conflict(f"run {run_id!r} is deleted")
+    return run
+
+
+async def view(session: AsyncSession, *, run_id: str) -> RunView:
+    """The run with its params, tags, latest metrics and consumed artifact versions."""
+    result = RunView(run=await get(session, run_id=run_id))
+    params = await session.execute(select(Param.key, Param.value).where(Param.run_id == run_id))
+    result.params = dict(params.tuples().all())
+    tags = await session.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id))
+    result.tags = dict(tags.tuples().all())
+    latest = await session.scalars(select(LatestMetric).where(LatestMetric.run_id == run_id).order_by(LatestMetric.key))
+    result.metrics = list(latest)
+    inputs = await session.scalars(
+        select(ArtifactVersion)
+        .join(RunInput, RunInput.artifact_id == ArtifactVersion.id)
+        .where(RunInput.run_id == run_id)
+        .order_by(ArtifactVersion.name, ArtifactVersion.version)
+    )
+    result.inputs = list(inputs)
+    return result
+
+
+async def list_runs(
+    session: AsyncSession, *, experiment_id: int | None = None, limit: int = 100, offset: int = 0
+) -> list[Run]:
+    query = select(Run).order_by(Run.start_time.desc(), Run.id).limit(limit).offset(offset)
+    if experiment_id is not None:
+        query = query.where(Run.experiment_id == experiment_id)
+    return list(await session.scalars(query))
+
+
+async def update(
+    session: AsyncSession,
+    *,
+    run_id: str,
+    actor: Actor,
+    status: str | None = None,
+    end_time: int | None = None,
+    name: str | None = None,
+) -> Run:
+    """Change status/name; a terminal status sets ``end_time`` (now unless given)."""
+    run = await get(session, run_id=run_id, for_write=True)
+    if status is not None:
+        if status not in RUN_STATUSES:
+            raise InvalidInput(f"unknown run status {status!r}: use one of {', '.join(RUN_STATUSES)}", field="status")
+        run.status = status
+        if status in TERMINAL_STATUSES:
+            run.end_time = from_ms(end_time) if end_time is not None else datetime.now(UTC)
+    elif end_time is not None:
+        run.end_time = from_ms(end_time)
+    if name is not None:
+        if not name.strip() or len(name) > 250:
+            raise InvalidInput("run name must be 1-250 characters", field="name")
+        run.name = name
+    await session.flush()
+    if status in TERMINAL_STATUSES:
+        await events.record(
+            session,
+            type="run.finished",
+            subject=f"runs/{run.id}",
+            actor=actor.name,
+            data={"run_id": run.id, "status": status},
+        )
+    return run
+
+
+async def log_batch(
+    session: AsyncSession,
+    *,
+    run_id: str,
+    params: list[tuple[str, str]] | None = None,
+    metrics: list[MetricPoint] | None = None,
+    tags: list[tuple[str, str]] | None = None,
+) -> None:
+    """Log params, metric points and tags in one go (all or nothing).
+
+    Raises Conflict if a param is re-logged with a different value (the same value is accepted), and
+    InvalidInput for bad keys, values or an oversize batch.
+    """
+    params, metrics, tags = params or [], metrics or [], tags or []
+    if len(params) + len(metrics) + len(tags) > MAX_BATCH:
+        raise InvalidInput(f"a batch holds at most {MAX_BATCH} params, metrics and tags together")
+    await get(session, run_id=run_id, for_write=True)
+    if params:
+        await _log_params(session, run_id, params)
+    if metrics:
+        await _log_metrics(session, run_id, metrics)
+    if tags:
+        await _set_tags(session, run_id, tags)
+
+
+async def _log_params(session: AsyncSession, run_id: str, params: list[tuple[str, str]]) -> None:
+    wanted: dict[str, str] = {}
+    for key, value in params:
+        names.key(key, what="param key")
+        value = str(value)
+        if len(value) > MAX_PARAM_VALUE:
+            raise InvalidInput(f"param {key!r} is longer than {MAX_PARAM_VALUE} characters", field="params")
+        if wanted.setdefault(key, value) != value:
+            raise InvalidInput(f"param {key!r} is given twice with different values", field="params")
+    # Insert-or-ignore then compare: race-free on both databases (a concurrent writer of the same key
+    # either lands first and we compare against it, or we land first and it compares against us).
+    stmt = upsert(session, Param).values([{"run_id": run_id, "key": k, "value": v} for k, v in wanted.items()])
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "key"]))
+    stored = await session.execute(
+        select(Param.key, Param.value).where(Param.run_id == run_id, Param.key.in_(list(wanted)))
+    )
+    for key, value in stored.tuples():
+        if value != wanted[key]:
+            raise Conflict(
+                f"param {key!r} is already {value!r} on run {run_id}; params are immutable "
+                f"(log {wanted[key]!r} under another key or start a new run)",
+                code="param_immutable",
+                key=key,
+            )
+
+
+async def _log_metrics(session: AsyncSession, run_id: str, metrics: list[MetricPoint]) -> None:
+    rows: list[dict[str, Any]] = []
+    best: dict[str, MetricPoint] = {}
+    for point in metrics:
+        names.key(point.key, what="metric key")
+        if not math.isfinite(point.value):
+            raise InvalidInput(f"metric {point.key!r} has a non-finite value", field="metrics")
+        rows.append(
+            {
+                "run_id": run_id,
+                "key": point.key,
+                "value": point.value,
+                "step": point.step,
+                "timestamp": point.timestamp,
+            }
+        )
+        current = best.get(point.key)
+        if current is None or (point.step, point.timestamp, point.value) > (
+            current.step,
+            current.timestamp,
+            current.value,
+        ):
+            best[point.key] = point
+    await session.execute(Metric.__table__.insert(), rows)
+    # Latest value per key: largest step, then newest timestamp, then largest value (MLflow's order).
+    latest = LatestMetric.__table__
+    stmt = upsert(session, latest).values(
+        [
+            {"run_id": run_id, "key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp}
+            for p in best.values()
+        ]
+    )
+    newer = or_(
+        stmt.excluded.step > latest.c.step,
+        and_(stmt.excluded.step == latest.c.step, stmt.excluded.timestamp > latest.c.timestamp),
+        and_(
+            stmt.excluded.step == latest.c.step,
+            stmt.excluded.timestamp == latest.c.timestamp,
+            stmt.excluded.value > latest.c.value,
+        ),
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["run_id", "key"],
+            set_={
+                "value": stmt.excluded.value,
+                "step": stmt.excluded.step,
+                "timestamp": stmt.excluded.timestamp,
+            },
+            where=newer,
+        )
+    )
+
+
+async def _set_tags(session: AsyncSession, run_id: str, tags: list[tuple[str, str]]) -> None:
+    merged: dict[str, str] = {}
+    for key, value in tags:
+        names.key(key, what="tag key")
+        merged[key] = str(value)
+    stmt = upsert(session, RunTag).values([{"run_id": run_id, "key": k, "value": v} for k, v in merged.items()])
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
+    )
+
+
+async def metric_history(
+    session: AsyncSession, *, run_id: str, key: str, limit: int = 25_000, offset: int = 0
+) -> list[Metric]:
+    await get(session, run_id=run_id)
+    rows = await session.scalars(
+        select(Metric)
+        .where(Metric.run_id == run_id, Metric.key == key)
+        .order_by(Metric.step, Metric.timestamp, Metric.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows)
+
+
+async def record_input(
+    session: AsyncSession, *, run_id: str, artifact: ArtifactVersion, context: str | None = None
+) -> None:
+    """Lineage: the run consumed ``artifact`` (idempotent)."""
+    await get(session, run_id=run_id, for_write=True)
+    stmt = upsert(session, RunInput).values(run_id=run_id, artifact_id=artifact.id, context=context)
+    await session.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "artifact_id"]))

@@ -1,0 +1,172 @@
+"""Model versions: gapless numbering per model, immutable manifest snapshots, tags, deletion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from registry.domain.models import Alias, ModelVersion, RegisteredModel, VersionFile, VersionTag
+from registry.errors import InvalidInput, NotFound
+from registry.services import aliases, artifacts, events, models, names, runs
+from registry.services._sql import upsert
+from registry.services.artifacts import ManifestEntry
+from registry.services.auth import Actor
+
+
+@dataclass(slots=True)
+class VersionView:
+    model: RegisteredModel
+    version: ModelVersion
+    files: list[ManifestEntry] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    aliases: list[str] = field(default_factory=list)
+
+
+async def create(
+    session: AsyncSession,
+    *,
+    model_name: str,
+    actor: Actor,
+    run_id: str | None = None,
+    path: str | None = None,
+    entries: list[ManifestEntry] | None = None,
+    source: str | None = None,
+    description: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> ModelVersion:
+    """Register the next version of ``model_name``.
+
+    Files come from the run's artifact folder ``path`` (snapshotted now: later uploads to the run do not
+    change the version) or from an explicit manifest of already-uploaded blobs. Numbers are 1, 2, 3 ... per
+    model with no gaps under concurrency: the model row is locked and its counter bumped in this transaction.
+    """
+    if entries is None and run_id is None:
+        raise InvalidInput("give a run (run_id and path) or the files of the version", field="files")
+    if run_id is not None:
+        await runs.get(session, run_id=run_id)
+    if entries is None:
+        assert run_id is not None
+        entries = await artifacts.run_manifest(session, run_id=run_id, path=path or "")
+        if not entries:
+            raise NotFound(f"run {run_id} has no files under {path or '/'!r}")
+    entries = await artifacts.check_manifest(session, entries=entries)
+    model = await models.lock(session, name=model_name)
+    model.last_version += 1
+    version = ModelVersion(
+        model_id=model.id,
+        version=model.last_version,
+        run_id=run_id,
+        source=source or (f"runs:/{run_id}/{path or ''}".rstrip("/") if run_id else "upload"),
+        description=description,
+        digest=artifacts.manifest_digest(entries),
+        created_by=actor.name,
+    )
+    session.add(version)
+    await session.flush()
+    session.add_all(VersionFile(version_id=version.id, path=e.path, sha256=e.sha256, size=e.size) for e in entries)
+    if tags:
+        await set_tags(session, version=version, tags=tags)
+    await events.record(
+        session,
+        type="model_version.created",
+        subject=f"models/{model.name}/versions/{version.version}",
+        actor=actor.name,
+        model=model.name,
+        data={
+            "model": model.name,
+            "version": version.version,
+            "run_id": run_id,
+            "digest": version.digest,
+            "source": version.source,
+        },
+    )
+    await session.flush()
+    return version
+
+
+async def get(session: AsyncSession, *, model: RegisteredModel, version: int) -> ModelVersion:
+    found = await session.scalar(
+        select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == version)
+    )
+    if found is None:
+        raise NotFound(f"model {model.name!r} has no version {version}")
+    return found
+
+
+async def view(session: AsyncSession, *, model_name: str, version: int) -> VersionView:
+    model = await models.get(session, name=model_name)
+    found = await get(session, model=model, version=version)
+    return VersionView(
+        model=model,
+        version=found,
+        files=await files_of(session, version_id=found.id),
+        tags=await tags_of(session, version_id=found.id),
+        aliases=await aliases.names_for(session, model_id=model.id, version=version),
+    )
+
+
+async def list_versions(
+    session: AsyncSession, *, model_name: str, limit: int = 100, after: int = 0, descending: bool = False
+) -> tuple[RegisteredModel, list[ModelVersion]]:
+    model = await models.get(session, name=model_name)
+    query = select(ModelVersion).where(ModelVersion.model_id == model.id).limit(limit)
+    if descending:
+        query = query.order_by(ModelVersion.version.desc())
+        if after:
+            query = query.where(ModelVersion.version < after)
+    else:
+        query = query.order_by(ModelVersion.version).where(ModelVersion.version > after)
+    return model, list(await session.scalars(query))
+
+
+async def files_of(session: AsyncSession, *, version_id: int) -> list[ManifestEntry]:
+    rows = await session.scalars(
+        select(VersionFile).where(VersionFile.version_id == version_id).order_by(VersionFile.path)
+    )
+    return [ManifestEntry(path=f.path, sha256=f.sha256, size=f.size) for f in rows]
+
+
+async def tags_of(session: AsyncSession, *, version_id: int) -> dict[str, str]:
+    rows = await session.execute(select(VersionTag.key, VersionTag.value).where(VersionTag.version_id == version_id))
+    return dict(rows.tuples().all())
+
+
+async def set_tags(session: AsyncSession, *, version: ModelVersion, tags: dict[str, str]) -> None:
+    for key in tags:
+        names.key(key, what="tag key")
+    stmt = upsert(session, VersionTag).values(
+        [{"version_id": version.id, "key": k, "value": v} for k, v in tags.items()]
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["version_id", "key"], set_={"value": stmt.excluded.value})
+    )
+
+
+async def delete_version(
+    session: AsyncSession, *, model_name: str, version: int, actor: Actor, protected: frozenset[str]
+) -> None:
+    """Delete a version. Aliases pointing at it are removed (recorded as promotions); its number is never
+    reused. Removing a protected alias this way needs the same role as moving it."""
+    model = await models.lock(session, name=model_name)
+    found = await get(session, model=model, version=version)
+    held = await session.scalars(select(Alias).where(Alias.model_id == model.id, Alias.version == version))
+    for alias in list(held):
+        await aliases.remove(
+            session,
+            model=model,
+            alias=alias.name,
+            actor=actor,
+            protected=protected,
+            reason=f"version {version} deleted",
+        )
+    await session.execute(delete(ModelVersion).where(ModelVersion.id == found.id))
+    await events.record(
+        session,
+        type="model_version.deleted",
+        subject=f"models/{model.name}/versions/{version}",
+        actor=actor.name,
+        model=model.name,
+        data={"model": model.name, "version": version},
+    )

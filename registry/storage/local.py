@@ -1,0 +1,78 @@
+"""Blob store on a local folder: ``<root>/<ab>/<cd>/<sha256>``, written by atomic rename."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import anyio
+
+from registry.storage import CHUNK_SIZE, blob_key
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_url(cls, url: str) -> LocalBlobStore:
+        return cls(Path(unquote(urlparse(url).path)))
+
+    def path_of(self, digest: str) -> Path:
+        return self.root / blob_key(digest)
+
+    def _put(self, digest: str, source: Path) -> None:
+        target = self.path_of(digest)
+        if target.exists():
+            # Same digest, same bytes: keep the stored copy (identical files are stored once).
+            source.unlink(missing_ok=True)
+            return
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # rename() is atomic within one filesystem, and the source was fsynced by the spool; syncing the
+        # folder makes the new name itself durable.
+        try:
+            os.replace(source, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # Spool folder on another filesystem: copy next to the target first, then rename.
+            staging = target.with_name(f".{target.name}.{os.getpid()}.part")
+            shutil.copyfile(source, staging)
+            with open(staging, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(staging, target)
+            source.unlink(missing_ok=True)
+        _fsync_dir(target.parent)
+
+    async def put(self, digest: str, source: Path) -> None:
+        await anyio.to_thread.run_sync(self._put, digest, source)
+
+    async def exists(self, digest: str) -> bool:
+        return self.path_of(digest).exists()
+
+    async def stream(self, digest: str, *, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
+        handle = await anyio.open_file(self.path_of(digest), "rb")
+        try:
+            while chunk := await handle.read(chunk_size):
+                yield chunk
+        finally:
+            await handle.aclose()
+
+    async def delete(self, digest: str) -> None:
+        self.path_of(digest).unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        return None
