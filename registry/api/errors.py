@@ -52,6 +52,7 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         errors = exc.extra if isinstance(exc.extra, list) else None
         return problem(400, _validation_detail(exc), code="invalid_input", errors=errors)
     code = {
+        400: "invalid_input",
         404: "not_found",
         405: "method_not_allowed",
         413: "payload_too_large",

@@ -132,7 +132,7 @@ async def check_manifest(session: AsyncSession, *, entries: list[ManifestEntry])
         seen.add(path)
         clean.append(ManifestEntry(path=path, sha256=check_digest(entry.sha256), size=entry.size))
     digests = {e.sha256 for e in clean}
-    stored = dict((await session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(digests)))).tuples().all())
+    stored = dict((await session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(digests)))).all())
     for entry in clean:
         if entry.sha256 not in stored:
             raise InvalidInput(f"file {entry.path!r}: blob {entry.sha256} was not uploaded", field="files")

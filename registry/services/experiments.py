@@ -75,4 +75,4 @@ async def tags_of(session: AsyncSession, *, experiment_id: int) -> dict[str, str
     rows = await session.execute(
         select(ExperimentTag.key, ExperimentTag.value).where(ExperimentTag.experiment_id == experiment_id)
     )
-    return {k: v for k, v in rows.tuples()}
+    return {k: v for k, v in rows.all()}

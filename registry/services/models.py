@@ -96,4 +96,4 @@ async def set_tags(session: AsyncSession, *, model: RegisteredModel, tags: dict[
 
 async def tags_of(session: AsyncSession, *, model_id: int) -> dict[str, str]:
     rows = await session.execute(select(ModelTag.key, ModelTag.value).where(ModelTag.model_id == model_id))
-    return dict(rows.tuples().all())
+    return dict(rows.all())

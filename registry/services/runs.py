@@ -130,9 +130,9 @@ async def view(session: AsyncSession, *, run_id: str) -> RunView:
     """The run with its params, tags, latest metrics and consumed artifact versions."""
     result = RunView(run=await get(session, run_id=run_id))
     params = await session.execute(select(Param.key, Param.value).where(Param.run_id == run_id))
-    result.params = dict(params.tuples().all())
+    result.params = dict(params.all())
     tags = await session.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id))
-    result.tags = dict(tags.tuples().all())
+    result.tags = dict(tags.all())
     latest = await session.scalars(select(LatestMetric).where(LatestMetric.run_id == run_id).order_by(LatestMetric.key))
     result.metrics = list(latest)
     inputs = await session.scalars(
@@ -230,7 +230,7 @@ async def _log_params(session: AsyncSession, run_id: str, params: list[tuple[str
     stored = await session.execute(
         select(Param.key, Param.value).where(Param.run_id == run_id, Param.key.in_(list(wanted)))
     )
-    for key, value in stored.tuples():
+    for key, value in stored.all():
         if value != wanted[key]:
             raise Conflict(
                 f"param {key!r} is already {value!r} on run {run_id}; params are immutable "

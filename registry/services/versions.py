@@ -130,7 +130,7 @@ async def files_of(session: AsyncSession, *, version_id: int) -> list[ManifestEn
 
 async def tags_of(session: AsyncSession, *, version_id: int) -> dict[str, str]:
     rows = await session.execute(select(VersionTag.key, VersionTag.value).where(VersionTag.version_id == version_id))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 async def set_tags(session: AsyncSession, *, version: ModelVersion, tags: dict[str, str]) -> None:

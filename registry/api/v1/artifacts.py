@@ -14,7 +14,7 @@ from litestar import Controller, Request, Response, get, head, post, put
 from litestar.response import Stream
 
 from registry.api.security import WRITER
-from registry.api.v1._common import body_chunks, iso
+from registry.api.v1._common import body_chunks, iso, raw_tail
 from registry.db import Database
 from registry.domain.artifacts import ArtifactVersion
 from registry.errors import NotFound
@@ -130,7 +130,7 @@ class RunArtifactsController(Controller):
         store: BlobStore,
         settings: Settings,
     ) -> FileOut:
-        clean = names.artifact_path(path.lstrip("/"))
+        clean = names.artifact_path(raw_tail(request, "/artifacts/", path))
         async with db.read() as session:  # fail fast, before reading any bytes
             await runs.get(session, run_id=run_id, for_write=True)
         digest, size = await _ingest(request, store, settings)
@@ -146,8 +146,10 @@ class RunArtifactsController(Controller):
         return [FileOut(path=f.path, sha256=f.sha256, size=f.size) for f in files]
 
     @get("/{path:path}")
-    async def download(self, run_id: str, path: str, db: Database, store: BlobStore) -> Stream:
-        clean = names.artifact_path(path.lstrip("/"))
+    async def download(
+        self, run_id: str, path: str, request: Request[Any, Any, Any], db: Database, store: BlobStore
+    ) -> Stream:
+        clean = names.artifact_path(raw_tail(request, "/artifacts/", path))
         async with db.read() as session:
             file = await artifacts.get_run_file(session, run_id=run_id, path=clean)
         return await blob_response(store, file.sha256, file.size, filename=clean.rsplit("/", 1)[-1])

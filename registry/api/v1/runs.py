@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, get, patch, post
 
 from registry.api.security import WRITER
-from registry.api.v1._common import Page, clamp_limit, iso
+from registry.api.v1._common import Page, clamp_limit, iso, path_param
 from registry.db import Database
 from registry.domain.experiments import Experiment
 from registry.services import artifacts, experiments, runs
@@ -243,7 +243,7 @@ class RunsController(Controller):
             rows = await runs.metric_history(
                 session,
                 run_id=run_id,
-                key=key.lstrip("/"),
+                key=path_param(key),
                 limit=clamp_limit(limit, maximum=100_000),
                 offset=offset,
             )
