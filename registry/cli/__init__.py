@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from registry import errors
@@ -33,17 +32,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: maps every expected failure to a message and a documented exit code."""
     try:
         result = app(args=argv, standalone_mode=False)
-    except click.UsageError as exc:
-        exc.show()
-        return EXIT_USAGE
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         return EXIT_FAILED
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except typer.TyperException as exc:
+        # Typer's (vendored) click usage errors: they print themselves; UsageError's exit code is 2.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
     except errors.RegistryError as exc:
         err.print(f"[red]error:[/red] {exc.message}", highlight=False)
         if hint := hint_for(exc):

@@ -6,7 +6,6 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, get
-from sqlalchemy import text
 
 from registry.api.security import ADMIN
 from registry.api.v1._common import Page, clamp_limit, iso
@@ -36,8 +35,7 @@ class AuditOut(msgspec.Struct):
 
 @get("/health")
 async def health(db: Database) -> dict[str, str]:
-    async with db.read() as session:
-        await session.execute(text("SELECT 1"))
+    await db.ping()
     return {"status": "ok", "database": db.dialect}
 
 
