@@ -15,12 +15,12 @@ from registry.services import tokens
 from registry.services.auth import Actor, require
 
 
-async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Guard: resolve ``Authorization: Bearer <token>`` to an Actor stored on the connection state."""
     header = connection.headers.get("authorization")
     if not header:
         raise Unauthenticated("missing token: send 'Authorization: Bearer <token>' (see `registry token create`)")
-    scheme, _, raw = header.partition(" ")
+    scheme, _sep, raw = header.partition(" ")
     if scheme.lower() != "bearer" or not raw.strip():
         raise Unauthenticated("expected 'Authorization: Bearer <token>'")
     db: Database = connection.app.state.db
@@ -33,7 +33,7 @@ def requires(role: Role) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRo
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         actor: Actor = connection.state.actor
-        require(actor, role, action=f"{connection.scope['method']} {connection.url.path}")
+        require(actor, role, action=f"{connection.scope.get('method', 'GET')} {connection.url.path}")
 
     return guard
 

@@ -1,5 +1,6 @@
 """Modelkeep Python SDK: ``RegistryClient`` for the REST API."""
 
 from registry.client.api import RegistryClient, parse_ref
+from registry.client.tracking import ActiveRun, start_run
 
-__all__ = ["RegistryClient", "parse_ref"]
+__all__ = ["ActiveRun", "RegistryClient", "parse_ref", "start_run"]

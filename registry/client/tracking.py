@@ -208,6 +208,8 @@ class ActiveRun:
         owns_client: bool,
         batch_size: int,
         flush_interval: float,
+        system_interval: float | None = None,
+        gpus: sysmetrics.GpuReader | None = None,
     ) -> None:
         self.client = client
         self.info = info
@@ -216,6 +218,7 @@ class ActiveRun:
         # The SDK client is shared with the flusher thread; one request at a time keeps it simple and safe.
         self._http = threading.Lock()
         self._steps: dict[str, int] = {}
+        self._steps_lock = threading.Lock()
         self._warned_nonfinite: set[str] = set()
         self._ended = False
         self._end_lock = threading.Lock()
@@ -227,6 +230,9 @@ class ActiveRun:
             max_buffered=max(MAX_BUFFERED, batch_size),
         )
         self._buffer.start()
+        if system_interval is not None:
+            self._sampler = sysmetrics.Sampler(self._buffer_sample, interval=system_interval, gpus=gpus)
+            self._sampler.start()
         atexit.register(self._at_exit)
 
     @property
@@ -242,12 +248,8 @@ class ActiveRun:
         if self._ended:
             raise errors.Conflict(f"run {self.id} has ended; start a new run to log more")
 
-    def _start_sampler(self, interval: float, gpus: sysmetrics.GpuReader | None) -> None:
-        def sink(values: dict[str, float], step: int, timestamp: int) -> None:
-            self._buffer.add([(key, value, step, timestamp) for key, value in values.items()])
-
-        self._sampler = sysmetrics.Sampler(sink, interval=interval, gpus=gpus)
-        self._sampler.start()
+    def _buffer_sample(self, values: dict[str, float], step: int, timestamp: int) -> None:
+        self._buffer.add([(key, value, step, timestamp) for key, value in values.items()])
 
     # -- logging ----------------------------------------------------------------------------------------
     def log_param(self, key: str, value: Any) -> None:
@@ -283,8 +285,9 @@ class ActiveRun:
         for key, raw in metrics.items():
             check_key(key, "metric key")
             value = float(raw)
-            at = self._steps.get(key, 0) if step is None else int(step)
-            self._steps[key] = at + 1
+            with self._steps_lock:
+                at = self._steps.get(key, 0) if step is None else int(step)
+                self._steps[key] = at + 1
             if not math.isfinite(value):
                 if key not in self._warned_nonfinite:
                     self._warned_nonfinite.add(key)
@@ -444,6 +447,15 @@ def _capture(
     return git, environment
 
 
+def _open_gpus(reader: sysmetrics.GpuReader | None) -> tuple[sysmetrics.GpuReader | None, str]:
+    if reader is None:
+        return sysmetrics.open_gpus()
+    try:
+        return reader, reader.describe()
+    except Exception as exc:
+        return None, f"unavailable: {type(exc).__name__}: {exc}"
+
+
 def _os_user() -> str | None:
     try:
         return getpass.getuser()
@@ -485,6 +497,7 @@ def start_run(
     interval = _system_interval(system_metrics)
     owns_client = client is None
     client = client or RegistryClient(url, token)
+    gpus: sysmetrics.GpuReader | None = None
     try:
         run_tags = {k: str(v) for k, v in (tags or {}).items()}
         git, environment = _capture(
@@ -494,9 +507,8 @@ def start_run(
             capture_env=capture_env,
             tags=run_tags,
         )
-        gpus: sysmetrics.GpuReader | None = None
         if interval is not None:
-            gpus, run_tags[GPU_TAG] = (gpu_reader, gpu_reader.describe()) if gpu_reader else sysmetrics.open_gpus()
+            gpus, run_tags[GPU_TAG] = _open_gpus(gpu_reader)
         fields: dict[str, Any] = {
             "experiment": experiment,
             "experiment_id": experiment_id,
@@ -513,11 +525,18 @@ def start_run(
             # Something captured was refused (an odd branch name, a huge environment): the run matters more.
             log.warning("modelkeep: the registry refused the captured git/environment (%s); starting without", exc)
             info = client.create_run(**fields)
-        run = ActiveRun(client, info, owns_client=owns_client, batch_size=batch_size, flush_interval=flush_interval)
+        return ActiveRun(
+            client,
+            info,
+            owns_client=owns_client,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            system_interval=interval,
+            gpus=gpus,
+        )
     except BaseException:
+        if gpus is not None:
+            gpus.close()
         if owns_client:
             client.close()
         raise
-    if interval is not None:
-        run._start_sampler(interval, gpus)
-    return run

@@ -8,8 +8,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
+def dialect(session: AsyncSession) -> str:
+    """``sqlite`` or ``postgresql``."""
+    return session.get_bind().dialect.name
+
+
 def upsert(session: AsyncSession, table: Any) -> Any:
     """``INSERT`` that supports ``on_conflict_do_nothing/_update`` on the session's dialect."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect(session) == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

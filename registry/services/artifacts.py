@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from registry.domain.artifacts import ARTIFACT_KINDS, ArtifactFile, ArtifactVersion, Blob, RunFile
 from registry.errors import InvalidInput, NotFound
 from registry.services import events, names, runs
-from registry.services._sql import upsert
+from registry.services._sql import dialect, upsert
 from registry.services.auth import Actor
 from registry.storage import BlobStore
 from registry.storage.spool import spool
@@ -168,7 +168,7 @@ async def create_version(
         await runs.get(session, run_id=run_id)
     entries = await check_manifest(session, entries=entries or [])
     # Versions of one name are numbered under the SQLite write lock / a PostgreSQL advisory lock on the name.
-    if session.bind.dialect.name == "postgresql":
+    if dialect(session) == "postgresql":
         await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"artifact:{name}"))))
     last = await session.scalar(select(func.max(ArtifactVersion.version)).where(ArtifactVersion.name == name))
     version = ArtifactVersion(

@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.events import Event
+from registry.services._sql import dialect
 
 OUTBOX_LOCK_KEY = 7_031_978
 
@@ -29,7 +30,7 @@ async def record(
     model: str | None = None,
 ) -> Event:
     """Append an event row; visible to consumers once the surrounding transaction commits."""
-    if session.bind.dialect.name == "postgresql":
+    if dialect(session) == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
     event = Event(id=f"evt_{uuid.uuid4().hex}", type=type, subject=subject, actor=actor, data=data, model=model)
     session.add(event)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.artifacts import ArtifactVersion, Blob, RunInput
@@ -263,7 +263,7 @@ async def _log_metrics(session: AsyncSession, run_id: str, metrics: list[MetricP
             current.value,
         ):
             best[point.key] = point
-    await session.execute(Metric.__table__.insert(), rows)
+    await session.execute(insert(Metric), rows)
     # Latest value per key: largest step, then newest timestamp, then largest value (MLflow's order).
     latest = LatestMetric.__table__
     stmt = upsert(session, latest).values(

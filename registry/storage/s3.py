@@ -66,7 +66,7 @@ class S3BlobStore:
             aws_secret_access_key=secret_access_key,
             config=config,
         )
-        self._transfer = TransferConfig()
+        self._transfer = TransferConfig(multipart_threshold=multipart_threshold)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3BlobStore:
