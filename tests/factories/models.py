@@ -19,8 +19,9 @@ async def create_model(session: AsyncSession, **overrides: Any) -> RegisteredMod
     return await models.create(session, name=name, actor=overrides.pop("actor", WRITER), **overrides)
 
 
-async def create_version(session: AsyncSession, *, model: RegisteredModel | None = None, **overrides: Any
-                         ) -> ModelVersion:
+async def create_version(
+    session: AsyncSession, *, model: RegisteredModel | None = None, **overrides: Any
+) -> ModelVersion:
     model = model or await create_model(session)
     if "entries" not in overrides and "run_id" not in overrides:
         blob = await create_blob(session, uuid.uuid4().bytes)

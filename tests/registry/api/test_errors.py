@@ -49,8 +49,9 @@ async def test_readers_cannot_write(app_client: httpx.AsyncClient, api_tokens: T
 
 
 async def test_malformed_json_and_wrong_types(app_client: httpx.AsyncClient) -> None:
-    bad_json = await app_client.post("/api/v1/models", content=b"{not json",
-                                     headers={"content-type": "application/json"})
+    bad_json = await app_client.post(
+        "/api/v1/models", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert_problem(bad_json, 400, "invalid_input")
     wrong_type = await app_client.post("/api/v1/models", json={"name": 42})
     assert_problem(wrong_type, 400, "invalid_input")

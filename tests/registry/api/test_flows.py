@@ -13,8 +13,10 @@ async def test_run_artifacts_lineage_and_registration(app_client: httpx.AsyncCli
     run = (await app_client.post("/api/v1/runs", json={"experiment": unique("exp"), "name": "train"})).json()
     data_run = (await app_client.post("/api/v1/runs", json={})).json()
     await app_client.put(f"/api/v1/runs/{data_run['id']}/artifacts/data/train.csv", content=b"a,b\n1,2\n")
-    dataset = await app_client.post("/api/v1/artifacts", json={"name": unique("customers"), "kind": "dataset",
-                                                                "run_id": data_run["id"], "path": "data"})
+    dataset = await app_client.post(
+        "/api/v1/artifacts",
+        json={"name": unique("customers"), "kind": "dataset", "run_id": data_run["id"], "path": "data"},
+    )
     assert dataset.status_code == 201, dataset.text
     ds = dataset.json()
     assert ds["version"] == 1 and ds["files"][0]["path"] == "train.csv"
@@ -55,8 +57,10 @@ async def test_identical_files_are_stored_once(app_client: httpx.AsyncClient, se
 async def test_params_metrics_tags_roundtrip_and_param_conflict(app_client: httpx.AsyncClient) -> None:
     run = (await app_client.post("/api/v1/runs", json={"tags": {"team": "ml"}})).json()
     metrics = [{"key": "loss", "value": 1 / (i + 1), "step": i, "timestamp": 1000 + i} for i in range(3000)]
-    ok = await app_client.post(f"/api/v1/runs/{run['id']}/log-batch",
-                               json={"params": {"lr": "0.1"}, "metrics": metrics, "tags": {"stage": "dev"}})
+    ok = await app_client.post(
+        f"/api/v1/runs/{run['id']}/log-batch",
+        json={"params": {"lr": "0.1"}, "metrics": metrics, "tags": {"stage": "dev"}},
+    )
     assert ok.status_code == 200 and ok.json() == {"params": 1, "metrics": 3000, "tags": 1}
     conflict = await app_client.post(f"/api/v1/runs/{run['id']}/log-batch", json={"params": {"lr": "0.2"}})
     assert conflict.status_code == 409 and conflict.json()["code"] == "param_immutable"
@@ -76,8 +80,9 @@ async def test_events_feed_in_commit_order(app_client: httpx.AsyncClient, api_to
     await app_client.put(f"/api/v1/runs/{run['id']}/artifacts/m", content=b"m")
     await app_client.post(f"/api/v1/models/{name}/versions", json={"run_id": run["id"], "path": "m"})
     await app_client.put(f"/api/v1/models/{name}/aliases/staging", json={"version": 1, "reason": "ci"})
-    feed = (await app_client.get("/api/v1/events", params={"after": after},
-                                 headers=bearer(api_tokens.reader))).json()["items"]
+    feed = (await app_client.get("/api/v1/events", params={"after": after}, headers=bearer(api_tokens.reader))).json()[
+        "items"
+    ]
     mine = [e for e in feed if e["model"] == name]
     assert [e["type"] for e in mine] == ["model.created", "model_version.created", "alias.moved"]
     assert mine[2]["data"]["reason"] == "ci" and mine[2]["actor"] == "test-admin"

@@ -25,41 +25,58 @@ async def _model_with_versions(session: AsyncSession, count: int) -> str:
 
 async def test_promotion_history_records_who_what_when_why(session: AsyncSession) -> None:
     name = await _model_with_versions(session, 2)
-    await aliases.set_alias(session, model_name=name, alias="staging", version=1, actor=WRITER,
-                            protected=PROTECTED, reason="first candidate")
-    await aliases.set_alias(session, model_name=name, alias="staging", version=2, actor=WRITER,
-                            protected=PROTECTED, reason="better recall")
+    await aliases.set_alias(
+        session,
+        model_name=name,
+        alias="staging",
+        version=1,
+        actor=WRITER,
+        protected=PROTECTED,
+        reason="first candidate",
+    )
+    await aliases.set_alias(
+        session, model_name=name, alias="staging", version=2, actor=WRITER, protected=PROTECTED, reason="better recall"
+    )
     history = await aliases.history(session, model_name=name, alias="staging")
     assert [(p.from_version, p.to_version, p.actor, p.reason) for p in history] == [
-        (1, 2, "wendy", "better recall"), (None, 1, "wendy", "first candidate")]
-    moved = (await session.scalars(select(Event).where(Event.model == name, Event.type == "alias.moved")
-                                   .order_by(Event.seq))).all()
+        (1, 2, "wendy", "better recall"),
+        (None, 1, "wendy", "first candidate"),
+    ]
+    moved = (
+        await session.scalars(select(Event).where(Event.model == name, Event.type == "alias.moved").order_by(Event.seq))
+    ).all()
     assert [e.data["to_version"] for e in moved] == [1, 2]
 
 
 async def test_compare_and_swap(session: AsyncSession) -> None:
     name = await _model_with_versions(session, 3)
-    await aliases.set_alias(session, model_name=name, alias="staging", version=1, actor=WRITER,
-                            protected=PROTECTED, expect=None)
+    await aliases.set_alias(
+        session, model_name=name, alias="staging", version=1, actor=WRITER, protected=PROTECTED, expect=None
+    )
     with pytest.raises(Conflict) as caught:
-        await aliases.set_alias(session, model_name=name, alias="staging", version=3, actor=WRITER,
-                                protected=PROTECTED, expect=2)
+        await aliases.set_alias(
+            session, model_name=name, alias="staging", version=3, actor=WRITER, protected=PROTECTED, expect=2
+        )
     assert caught.value.code == "alias_moved" and caught.value.extra["current"] == 1
     with pytest.raises(Conflict):  # expect "unset" but it is set
-        await aliases.set_alias(session, model_name=name, alias="staging", version=3, actor=WRITER,
-                                protected=PROTECTED, expect=None)
-    move = await aliases.set_alias(session, model_name=name, alias="staging", version=3, actor=WRITER,
-                                   protected=PROTECTED, expect=1)
+        await aliases.set_alias(
+            session, model_name=name, alias="staging", version=3, actor=WRITER, protected=PROTECTED, expect=None
+        )
+    move = await aliases.set_alias(
+        session, model_name=name, alias="staging", version=3, actor=WRITER, protected=PROTECTED, expect=1
+    )
     assert move.promotion is not None and move.promotion.from_version == 1
 
 
 async def test_protected_alias_needs_maintainer_and_is_audited(session: AsyncSession) -> None:
     name = await _model_with_versions(session, 1)
     with pytest.raises(Forbidden, match="maintainer"):
-        await aliases.set_alias(session, model_name=name, alias="production", version=1, actor=WRITER,
-                                protected=PROTECTED)
-    await aliases.set_alias(session, model_name=name, alias="production", version=1, actor=MAINTAINER,
-                            protected=PROTECTED, reason="launch")
+        await aliases.set_alias(
+            session, model_name=name, alias="production", version=1, actor=WRITER, protected=PROTECTED
+        )
+    await aliases.set_alias(
+        session, model_name=name, alias="production", version=1, actor=MAINTAINER, protected=PROTECTED, reason="launch"
+    )
     audit = (await session.scalars(select(AuditEntry).where(AuditEntry.target == f"{name}@production"))).all()
     assert [(a.action, a.actor) for a in audit] == [("protected_alias.moved", "max")]
     with pytest.raises(Forbidden):
@@ -69,8 +86,9 @@ async def test_protected_alias_needs_maintainer_and_is_audited(session: AsyncSes
 async def test_rollbacks_stack_back_through_history(session: AsyncSession) -> None:
     name = await _model_with_versions(session, 3)
     for v in (1, 2, 3):
-        await aliases.set_alias(session, model_name=name, alias="champion", version=v, actor=WRITER,
-                                protected=PROTECTED)
+        await aliases.set_alias(
+            session, model_name=name, alias="champion", version=v, actor=WRITER, protected=PROTECTED
+        )
     first = await aliases.rollback(session, model_name=name, alias="champion", actor=WRITER, protected=PROTECTED)
     second = await aliases.rollback(session, model_name=name, alias="champion", actor=WRITER, protected=PROTECTED)
     assert (first.version, second.version) == (2, 1)
@@ -83,8 +101,7 @@ async def test_invalid_alias_names(session: AsyncSession) -> None:
     name = await _model_with_versions(session, 1)
     for bad in ("latest", "v3", "1abc", "with space", "a/b", ""):
         with pytest.raises(InvalidInput):
-            await aliases.set_alias(session, model_name=name, alias=bad, version=1, actor=WRITER,
-                                    protected=PROTECTED)
+            await aliases.set_alias(session, model_name=name, alias=bad, version=1, actor=WRITER, protected=PROTECTED)
 
 
 async def test_deleting_a_version_removes_its_aliases_with_history(session: AsyncSession) -> None:
@@ -101,7 +118,8 @@ async def test_deleting_a_version_removes_its_aliases_with_history(session: Asyn
 async def test_setting_the_same_version_changes_nothing(session: AsyncSession) -> None:
     name = await _model_with_versions(session, 1)
     await aliases.set_alias(session, model_name=name, alias="staging", version=1, actor=WRITER, protected=PROTECTED)
-    again = await aliases.set_alias(session, model_name=name, alias="staging", version=1, actor=WRITER,
-                                    protected=PROTECTED)
+    again = await aliases.set_alias(
+        session, model_name=name, alias="staging", version=1, actor=WRITER, protected=PROTECTED
+    )
     assert again.promotion is None
     assert len(await aliases.history(session, model_name=name)) == 1

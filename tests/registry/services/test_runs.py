@@ -45,8 +45,9 @@ async def test_conflicting_batch_stores_nothing(db: object) -> None:
         await runs.log_batch(s, run_id=run.id, params=[("a", "1")])
     with pytest.raises(Conflict):
         async with db.write() as s:
-            await runs.log_batch(s, run_id=run.id, params=[("b", "2"), ("a", "9")],
-                                 metrics=[MetricPoint("loss", 1.0, 1, 0)])
+            await runs.log_batch(
+                s, run_id=run.id, params=[("b", "2"), ("a", "9")], metrics=[MetricPoint("loss", 1.0, 1, 0)]
+            )
     async with db.read() as s:
         params = (await s.execute(select(Param.key).where(Param.run_id == run.id))).scalars().all()
         metrics = await s.scalar(select(func.count()).select_from(Metric).where(Metric.run_id == run.id))

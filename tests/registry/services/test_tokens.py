@@ -35,13 +35,19 @@ async def test_revoked_and_expired_tokens_fail(session: AsyncSession) -> None:
     await tokens.revoke(session, name=revoked.token.name, actor=ADMIN)
     with pytest.raises(Unauthenticated, match="revoked"):
         await tokens.authenticate(session, revoked.secret)
-    expiring = await tokens.create(session, name=unique("tok"), role=Role.reader, actor=ADMIN,
-                                   expires_in=timedelta(hours=1))
+    expiring = await tokens.create(
+        session, name=unique("tok"), role=Role.reader, actor=ADMIN, expires_in=timedelta(hours=1)
+    )
     await tokens.authenticate(session, expiring.secret)
     with pytest.raises(Unauthenticated, match="expired"):
         await tokens.authenticate(session, expiring.secret, now=utcnow() + timedelta(hours=2))
-    actions = (await session.scalars(select(AuditEntry.action).where(
-        AuditEntry.target.in_([revoked.token.name, expiring.token.name])).order_by(AuditEntry.id))).all()
+    actions = (
+        await session.scalars(
+            select(AuditEntry.action)
+            .where(AuditEntry.target.in_([revoked.token.name, expiring.token.name]))
+            .order_by(AuditEntry.id)
+        )
+    ).all()
     assert actions == ["token.created", "token.revoked", "token.created"]
 
 

@@ -56,11 +56,16 @@ async def test_version_needs_uploaded_blobs_and_clean_paths(session: AsyncSessio
     blob = await create_blob(session, b"abc")
     for bad in ("../escape", "/abs", "a\\b", "nul\x00"):
         with pytest.raises(InvalidInput):
-            await versions.create(session, model_name=model.name, actor=WRITER,
-                                  entries=[ManifestEntry(path=bad, sha256=blob.sha256, size=3)])
+            await versions.create(
+                session,
+                model_name=model.name,
+                actor=WRITER,
+                entries=[ManifestEntry(path=bad, sha256=blob.sha256, size=3)],
+            )
     with pytest.raises(InvalidInput, match="size"):
-        await versions.create(session, model_name=model.name, actor=WRITER,
-                              entries=[ManifestEntry(path="a", sha256=blob.sha256, size=4)])
+        await versions.create(
+            session, model_name=model.name, actor=WRITER, entries=[ManifestEntry(path="a", sha256=blob.sha256, size=4)]
+        )
     assert (await models.get(session, name=model.name)).last_version == 0
 
 
