@@ -28,6 +28,8 @@ from registry.services.auth import Actor
 from registry.settings import Settings
 from registry.storage.local import LocalBlobStore
 
+pytest_plugins = ["tests.fixtures.seaweed"]
+
 PG_ENV = "MODELKEEP_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgres"]
 ROOT = Path(__file__).resolve().parent.parent
