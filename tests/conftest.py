@@ -50,8 +50,11 @@ async def _pg_admin(url: str, sql: str) -> None:
 
     parsed = make_url(url)
     conn = await asyncpg.connect(
-        host=parsed.host or "127.0.0.1", port=parsed.port or 5432, user=parsed.username or "postgres",
-        password=parsed.password, database=parsed.database or "postgres",
+        host=parsed.host or "127.0.0.1",
+        port=parsed.port or 5432,
+        user=parsed.username or "postgres",
+        password=parsed.password,
+        database=parsed.database or "postgres",
     )
     try:
         await conn.execute(sql)
@@ -138,8 +141,9 @@ async def app_client(db: Database, settings: Settings, api_tokens: Tokens) -> As
 
     app = create_app(settings, db=db, store=LocalBlobStore(settings.data_dir / "blobs"))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://registry",
-                                 headers={"authorization": f"Bearer {api_tokens.admin}"}) as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://registry", headers={"authorization": f"Bearer {api_tokens.admin}"}
+    ) as client:
         yield client
 
 
@@ -160,12 +164,21 @@ def start_server(database_url: str, data_dir: Path, *, extra_env: dict[str, str]
     port = free_port()
     log = data_dir / f"server-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELKEEP_")}
-    env.update({"MODELKEEP_DATABASE_URL": database_url, "MODELKEEP_DATA_DIR": str(data_dir),
-                "MODELKEEP_CREATE_ADMIN_TOKEN": "false", **(extra_env or {})})
+    env.update(
+        {
+            "MODELKEEP_DATABASE_URL": database_url,
+            "MODELKEEP_DATA_DIR": str(data_dir),
+            "MODELKEEP_CREATE_ADMIN_TOKEN": "false",
+            **(extra_env or {}),
+        }
+    )
     with open(log, "wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "registry", "serve", "--port", str(port)],
-            env=env, stdout=sink, stderr=subprocess.STDOUT, cwd=data_dir,
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=data_dir,
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -48,12 +49,18 @@ class LocalBlobStore:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            # Spool folder on another filesystem: copy next to the target first, then rename.
-            staging = target.with_name(f".{target.name}.{os.getpid()}.part")
-            shutil.copyfile(source, staging)
-            with open(staging, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(staging, target)
+            # Spool folder on another filesystem: copy next to the target under a name of its own (two
+            # puts of one digest must not share it), fsync, then rename into place.
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+            staging = Path(name)
+            try:
+                with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+                    shutil.copyfileobj(src, out, 4 * 1024 * 1024)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(staging, target)
+            finally:
+                staging.unlink(missing_ok=True)
             source.unlink(missing_ok=True)
         _fsync_dir(target.parent)
 
@@ -61,7 +68,7 @@ class LocalBlobStore:
         await anyio.to_thread.run_sync(self._put, digest, source)
 
     async def exists(self, digest: str) -> bool:
-        return self.path_of(digest).exists()
+        return await anyio.to_thread.run_sync(self.path_of(digest).exists)
 
     async def stream(self, digest: str, *, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
         handle = await anyio.open_file(self.path_of(digest), "rb")
