@@ -127,9 +127,7 @@ def evaluate(
                 )
             )
         status = _overall(statuses)
-        effective: Effective = (
-            "pass" if status == "PASS" else "fail" if status == "FAIL" else gate.on_inconclusive
-        )
+        effective: Effective = "pass" if status == "PASS" else "fail" if status == "FAIL" else gate.on_inconclusive
         summaries.append(GateSummary(gate.id, gate.kind, status, effective, gate.on_inconclusive, len(evidence)))
         if status == "INCONCLUSIVE" and gate.on_inconclusive == "pass":
             warnings.append(f"gate {gate.id!r} is INCONCLUSIVE and passes only by on_inconclusive: pass")

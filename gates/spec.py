@@ -340,9 +340,7 @@ def _bootstrap(f: Fields, c: dict[str, Any]) -> BootstrapGate:
     metric = f.choice("metric", METRICS, "accuracy")
     errors_metric = metric in ("rmse", "mae")
     threshold = (
-        f.required_number("threshold", low=0.0)
-        if errors_metric
-        else f.required_number("threshold", low=0.0, high=1.0)
+        f.required_number("threshold", low=0.0) if errors_metric else f.required_number("threshold", low=0.0, high=1.0)
     )
     positive = f.scalar("positive_label")
     if positive is not None and metric != "auc":
@@ -367,9 +365,7 @@ def _sequential(f: Fields, c: dict[str, Any]) -> SequentialGate:
     }
     if method == "confidence_sequence":
         f.forbid("p0", "p1", "beta", "boundaries", reason="method 'confidence_sequence' uses 'threshold'")
-        return SequentialGate(
-            **c, **common, method=method, threshold=f.required_number("threshold", low=0.0, high=1.0)
-        )
+        return SequentialGate(**c, **common, method=method, threshold=f.required_number("threshold", low=0.0, high=1.0))
     f.forbid("threshold", reason="method 'sprt' uses 'p0' (fail hypothesis) and 'p1' (pass hypothesis)")
     p0 = f.required_number("p0", low=0.0, high=1.0)
     p1 = f.required_number("p1", low=0.0, high=1.0)

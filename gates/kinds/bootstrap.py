@@ -35,15 +35,11 @@ def _no_nulls(gate: BootstrapGate, view: TableView, sel: Selection, name: str) -
     valid = np.asarray(pc.is_valid(col).to_numpy(zero_copy_only=False), dtype=np.bool_)
     nulls = int(np.count_nonzero(sel.mask & ~sel.errored & ~valid))
     if nulls:
-        raise GateDataError(
-            f"{nulls} selected rows have a null {name!r} and no error", gate_id=gate.id, field="metric"
-        )
+        raise GateDataError(f"{nulls} selected rows have a null {name!r} and no error", gate_id=gate.id, field="metric")
     return col
 
 
-def _class_codes(
-    gate: BootstrapGate, view: TableView, sel: Selection
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+def _class_codes(gate: BootstrapGate, view: TableView, sel: Selection) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Codes of label and prediction in one shared class dictionary; -1 marks "no prediction"."""
     label = _no_nulls(gate, view, sel, "label")
     pred = _no_nulls(gate, view, sel, "prediction")

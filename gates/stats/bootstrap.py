@@ -89,6 +89,18 @@ def _inverse(z0: float, accel: float, level: float) -> float:
     return float(special.ndtr(w / denom - z0))
 
 
+def _agree(p: float, clears: bool, alpha: float) -> float:
+    """The p-value, nudged across ``alpha`` only when floating-point rounding put it on the other
+    side from the order-statistic bound it inverts (the two agree in exact arithmetic)."""
+    if abs(p - alpha) > 1e-9:
+        return p
+    if clears and p > alpha:
+        return alpha
+    if not clears and p <= alpha:
+        return math.nextafter(alpha, 1.0)
+    return p
+
+
 def bca_bounds(
     model: CountModel, tau: float, alpha: float, n_resamples: int, seed: int, method: CiMethod = "bca"
 ) -> BootstrapBounds:
@@ -102,8 +114,9 @@ def bca_bounds(
     finite = raw[np.isfinite(raw)]
     b = finite.size
     if b == 0:
-        return BootstrapBounds(model.estimate, -math.inf, math.inf, 1.0, 1.0, math.nan, 0.0, 0.0,
-                               False, False, n_resamples, n_resamples)
+        return BootstrapBounds(
+            model.estimate, -math.inf, math.inf, 1.0, 1.0, math.nan, 0.0, 0.0, False, False, n_resamples, n_resamples
+        )
     finite.sort()
     est = model.estimate
     half = 0.5 / b
@@ -115,14 +128,16 @@ def bca_bounds(
         accel = _acceleration(*model.jackknife())
     q_lo = _level(z0, accel, float(special.ndtri(alpha)))
     q_hi = _level(z0, accel, float(special.ndtri(1.0 - alpha)))
-    m_lo = math.floor(q_lo * b)
-    m_hi = math.floor((1.0 - q_hi) * b)
+    # The 1e-9 keeps floor() from dropping a whole replicate when q * b is an integer in exact
+    # arithmetic but lands a hair below it in floating point.
+    m_lo = math.floor(q_lo * b + 1e-9)
+    m_hi = math.floor((1.0 - q_hi) * b + 1e-9)
     lower = float(finite[min(m_lo, b - 1)])
     upper = float(finite[max(b - 1 - m_hi, 0)])
     f_below = np.count_nonzero(finite < tau) / b
     f_above = np.count_nonzero(finite > tau) / b
-    p_greater = _inverse(z0, accel, min(max(f_below, half), 1.0 - half))
-    p_less = 1.0 - _inverse(z0, accel, 1.0 - min(max(f_above, half), 1.0 - half))
+    p_greater = _agree(_inverse(z0, accel, min(max(f_below, half), 1.0 - half)), lower >= tau, alpha)
+    p_less = _agree(1.0 - _inverse(z0, accel, 1.0 - min(max(f_above, half), 1.0 - half)), upper <= tau, alpha)
     return BootstrapBounds(
         estimate=est,
         lower=lower,

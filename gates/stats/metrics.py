@@ -68,9 +68,7 @@ def _safe_div(num: FloatArray, den: FloatArray) -> FloatArray:
     return out
 
 
-def confusion_model(
-    metric: ConfusionMetric, label_codes: IntArray, pred_codes: IntArray, n_classes: int
-) -> CountModel:
+def confusion_model(metric: ConfusionMetric, label_codes: IntArray, pred_codes: IntArray, n_classes: int) -> CountModel:
     """Macro precision/recall/F1 or accuracy from class codes in ``[0, n_classes)``.
 
     ``pred_codes`` may hold ``n_classes`` for "no valid prediction" (an errored row counted as a

@@ -102,18 +102,14 @@ def tango(b: int, c: int, n: int, margin: float, alpha: float) -> DifferenceBoun
     )
 
 
-def difference_bounds(
-    b: int, c: int, n: int, margin: float, alpha: float, method: PairedMethod
-) -> DifferenceBounds:
+def difference_bounds(b: int, c: int, n: int, margin: float, alpha: float, method: PairedMethod) -> DifferenceBounds:
     """Dispatch to :func:`agresti_min` or :func:`tango`. Requires ``n >= 1``."""
     if method == "tango":
         return tango(b, c, n, margin, alpha)
     return agresti_min(b, c, n, margin, alpha)
 
 
-def paired_plan(
-    b: int, c: int, n: int, margin: float, alpha: float, power: float
-) -> tuple[int | None, str | None]:
+def paired_plan(b: int, c: int, n: int, margin: float, alpha: float, power: float) -> tuple[int | None, str | None]:
     """Normal-approximation plan (Connor 1987) at the observed discordance and difference.
 
     ``n = (z_{1-alpha} + z_{power})^2 (psi - delta^2) / (delta + margin)^2``; returns
