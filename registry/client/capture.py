@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -82,34 +84,66 @@ def _first_line(data: bytes) -> str:
     return lines[0] if lines else "no message"
 
 
-def _git_capped(root: Path, *args: str, max_bytes: int, timeout: float) -> tuple[bytes, bool]:
-    """Run git with stdout spooled to a temp file and read back at most ``max_bytes`` (+ whether more came).
-
-    A tracked multi-gigabyte text file must cost neither memory nor forever: output goes to disk, and on a
-    timeout what was written still counts if it already exceeds the cap (we would have cut it anyway).
-    """
-    with tempfile.TemporaryFile() as spool:
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    if os.name == "posix":
         try:
-            result = subprocess.run(
-                ["git", *args],
-                cwd=root,
-                env={**os.environ, **_GIT_ENV},
-                stdin=subprocess.DEVNULL,
-                stdout=spool,
-                stderr=subprocess.PIPE,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            # The child wrote through its own descriptor: ask the file, not our offset, how much it got.
-            if os.fstat(spool.fileno()).st_size <= max_bytes:
-                raise
-            result = None
-        if result is not None and result.returncode != 0:
-            raise CaptureError(f"git {args[0]} failed: {_first_line(result.stderr)}")
-        spool.seek(0)
-        data = spool.read(max_bytes + 1)
-    return data[:max_bytes], len(data) > max_bytes
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    else:
+        proc.kill()
+
+
+def _git_capped(root: Path, *args: str, max_bytes: int, timeout: float) -> tuple[bytes, bool]:
+    """Run git and read at most ``max_bytes`` of its output (+ whether there was more).
+
+    A tracked multi-gigabyte text file must cost neither memory, disk nor forever: we stop reading at the
+    cap and kill git, and a watchdog kills it after ``timeout``. Raises CaptureError if git fails or times
+    out before reaching the cap.
+    """
+    with tempfile.TemporaryFile() as stderr:
+        # stderr to a file, not a pipe: a warning per file could fill a pipe that nobody reads yet.
+        proc = subprocess.Popen(
+            ["git", *args],
+            cwd=root,
+            env={**os.environ, **_GIT_ENV},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            # Its own process group, so a kill also reaches what git started (hooks, aliases): they would
+            # otherwise hold the pipe open and keep our read waiting.
+            start_new_session=os.name == "posix",
+        )
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _kill(proc)
+
+        # A watchdog rather than communicate(timeout=...): we stop reading at the cap, never wait for the rest.
+        watchdog = threading.Timer(timeout, expire)
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            with proc.stdout:
+                data = proc.stdout.read(max_bytes + 1)
+                if len(data) > max_bytes:
+                    _kill(proc)
+            code = proc.wait()
+        except BaseException:
+            _kill(proc)
+            proc.wait()
+            raise
+        finally:
+            watchdog.cancel()
+        if len(data) > max_bytes:
+            return data[:max_bytes], True
+        if expired.is_set():
+            raise CaptureError(f"git {args[0]} took longer than {timeout:g} s")
+        if code != 0:
+            stderr.seek(0)
+            raise CaptureError(f"git {args[0]} failed: {_first_line(stderr.read(4096))}")
+    return data, False
 
 
 def strip_credentials(remote: str) -> str:
@@ -197,14 +231,14 @@ def git_state(
         raw, diff_truncated = _git_capped(root, *diff_args, max_bytes=max_diff_bytes, timeout=timeout)
         dirty = bool(raw)
         diff = _cut_diff(raw, diff_truncated)
-    except (CaptureError, subprocess.TimeoutExpired) as exc:
+    except CaptureError as exc:
         problems.append(f"uncommitted diff not captured: {exc}")
 
     untracked: list[str] = []
     untracked_truncated = False
     try:
         untracked, untracked_truncated = _untracked(root, max_untracked=max_untracked, timeout=timeout)
-    except (CaptureError, subprocess.TimeoutExpired) as exc:
+    except CaptureError as exc:
         problems.append(f"untracked files not listed: {exc}")
 
     return GitState(

@@ -199,9 +199,7 @@ class Sampler:
         # A failing reading fails the same way every 10 s: say it once, not every sample.
         if what not in self._warned:
             self._warned.add(what)
-            log.warning(
-                "modelkeep: cannot read %s system metrics (%s: %s); skipping them", what, type(exc).__name__, exc
-            )
+            log.warning("modelkeep: %s (%s: %s); going on without", what, type(exc).__name__, exc)
 
     def sample_once(self) -> None:
         """Read everything readable and hand it to the sink; never raises."""
@@ -209,16 +207,16 @@ class Sampler:
         try:
             values.update(sample_host())
         except Exception as exc:
-            self._warn_once("CPU/memory", exc)
+            self._warn_once("cannot read CPU/memory metrics", exc)
         if self._gpus is not None:
             try:
                 values.update(sample_gpus(self._gpus))
             except Exception as exc:
-                self._warn_once("GPU", exc)
+                self._warn_once("cannot read GPU metrics", exc)
         if not values:
             return
         try:
             self._sink(values, self._step, int(time.time() * 1000))
         except Exception as exc:
-            self._warn_once("the metric buffer for", exc)
+            self._warn_once("cannot buffer system metrics", exc)
         self._step += 1

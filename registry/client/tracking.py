@@ -95,7 +95,9 @@ class MetricBuffer:
         with self._lock:
             self._points.extend(points)
             waiting = len(self._points)
-        if waiting >= self._max_buffered:
+        # Past the cap the caller sends (backpressure), unless the server is known to be away: then a
+        # training step must not wait on a connection timeout, and the points simply wait in memory.
+        if waiting >= self._max_buffered and not self._outage:
             try:
                 self._send_all()
             except ServerError as exc:  # the server is down: keep everything and keep training
@@ -343,23 +345,29 @@ class ActiveRun:
             self._ended = True
         atexit.unregister(self._at_exit)
         problems: list[Exception] = []
-        if self._sampler is not None:
-            self._sampler.stop()
         try:
-            self._buffer.stop()
-        except ServerError as exc:
-            log.error("modelkeep: %d metric points of run %s could not be sent: %s", len(self._buffer), self.id, exc)
-            problems.append(exc)
-        if self._buffer.failure is not None:
-            problems.append(self._buffer.failure)
-        try:
+            if self._sampler is not None:
+                self._sampler.stop()
+            try:
+                self._buffer.stop()
+            except Exception as exc:
+                log.error("modelkeep: %d metric points of run %s were not sent: %s", len(self._buffer), self.id, exc)
+                problems.append(exc)
+            if self._buffer.failure is not None:
+                problems.append(self._buffer.failure)
+            # The status goes last, and even after a failed flush: a run must not stay RUNNING forever.
             if error:
-                self._call(self.client.log_batch, self.id, tags={"modelkeep.error": error[:MAX_ERROR_TAG]})
-            self._call(self.client.update_run, self.id, status=status, end_time=now_ms())
-        except errors.RegistryError as exc:
-            problems.append(exc)
-        if self._owns_client:
-            self.client.close()
+                try:
+                    self._call(self.client.log_batch, self.id, tags={"modelkeep.error": error[:MAX_ERROR_TAG]})
+                except Exception as exc:
+                    problems.append(exc)
+            try:
+                self._call(self.client.update_run, self.id, status=status, end_time=now_ms())
+            except Exception as exc:
+                problems.append(exc)
+        finally:
+            if self._owns_client:
+                self.client.close()
         if problems:
             raise problems[0]
 
@@ -495,11 +503,12 @@ def start_run(
     if batch_size < 1 or batch_size > MAX_POINTS_PER_REQUEST:
         raise ValueError(f"batch_size must be 1-{MAX_POINTS_PER_REQUEST}")
     interval = _system_interval(system_metrics)
+    started = now_ms()  # before the capture, which can take a moment on a large repository
     owns_client = client is None
     client = client or RegistryClient(url, token)
     gpus: sysmetrics.GpuReader | None = None
     try:
-        run_tags = {k: str(v) for k, v in (tags or {}).items()}
+        run_tags = {check_key(k, "tag key"): str(v) for k, v in (tags or {}).items()}
         git, environment = _capture(
             client,
             code_dir=Path(code_dir) if code_dir is not None else _default_code_dir(),
@@ -514,7 +523,7 @@ def start_run(
             "experiment_id": experiment_id,
             "name": name,
             "user": user or _os_user(),
-            "start_time": now_ms(),
+            "start_time": started,
             "tags": run_tags,
         }
         try:
@@ -523,7 +532,10 @@ def start_run(
             if git is None and environment is None:
                 raise
             # Something captured was refused (an odd branch name, a huge environment): the run matters more.
-            log.warning("modelkeep: the registry refused the captured git/environment (%s); starting without", exc)
+            log.warning(
+                "modelkeep: the registry refused the run with its captured git/environment (%s); trying without them",
+                exc,
+            )
             info = client.create_run(**fields)
         return ActiveRun(
             client,
