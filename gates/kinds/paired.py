@@ -106,7 +106,7 @@ def evaluate(gate: PairedGate, ctx: Context) -> list[Evidence]:
         if n:
             d = paired.difference_bounds(b, c, n, gate.margin, alpha, gate.method)
             ev.estimate, ev.lower, ev.upper, ev.p_pass, ev.p_fail = d.estimate, d.lower, d.upper, d.p_greater, d.p_less
-            ev.n_needed, ev.toward = paired.paired_plan(b, c, n, gate.margin, alpha, gate.power)
+            ev.n_needed, ev.toward = paired.paired_plan(b, c, n, gate.margin, alpha, gate.power, gate.method)
             ev.details.update(
                 b=b,
                 c=c,

@@ -112,26 +112,41 @@ def normal_plan(tau: float, rate: float, alpha: float, power: float) -> int:
 def _critical_k(ns: NDArray[np.int64], tau: float, alpha: float) -> NDArray[np.int64]:
     """Smallest k with P_tau(K >= k) <= alpha for each n (n + 1 when no k qualifies).
 
-    Starts from the normal guess and walks one step at a time: the exact answer is within a few
-    steps of it, and walking keeps every evaluation a vectorised ``bdtrc`` call.
+    Starts from the Cornish-Fisher guess (normal quantile plus skewness and continuity terms),
+    which is exact or one off, and walks the unsettled entries one step at a time, so every
+    evaluation is a vectorised ``bdtrc`` call on the entries still moving.
     """
     z = float(special.ndtri(1.0 - alpha))
-    guess = np.ceil(ns * tau + z * np.sqrt(ns * tau * (1 - tau)))
+    sd = np.sqrt(ns * tau * (1 - tau))
+    guess = np.ceil(ns * tau + z * sd + (z * z - 1) * (1 - 2 * tau) / 6 + 0.5)
     k = np.clip(guess, 1, ns + 1).astype(np.int64)
 
-    def tail(kk: NDArray[np.int64]) -> NDArray[np.float64]:
+    def tail(kk: NDArray[np.int64], nn: NDArray[np.int64]) -> NDArray[np.float64]:
         out = np.zeros(kk.shape, dtype=np.float64)
-        inside = kk <= ns
-        out[inside] = special.bdtrc(kk[inside] - 1, ns[inside], tau)
+        inside = kk <= nn
+        out[inside] = special.bdtrc(kk[inside] - 1, nn[inside], tau)
         return out
 
-    for _ in range(10_000):
-        lower_ok = (k > 1) & (tail(k - 1) <= alpha)
-        too_small = (k <= ns) & (tail(k) > alpha)
-        if not (lower_ok.any() or too_small.any()):
-            break
-        k = k - lower_ok.astype(np.int64) + too_small.astype(np.int64)
-    return np.asarray(k, dtype=np.int64)
+    active = np.arange(k.size)
+    while active.size:
+        ka, na = k[active], ns[active]
+        down = (ka > 1) & (tail(ka - 1, na) <= alpha)
+        up = ~down & (ka <= na) & (tail(ka, na) > alpha)
+        k[active] = ka - down.astype(np.int64) + up.astype(np.int64)
+        active = active[down | up]
+    return k
+
+
+def _critical_k_scalar(n: int, tau: float, alpha: float) -> int:
+    """:func:`_critical_k` for one n without array overhead (the bisection calls it often)."""
+    z = float(special.ndtri(1.0 - alpha))
+    guess = math.ceil(n * tau + z * math.sqrt(n * tau * (1 - tau)) + (z * z - 1) * (1 - 2 * tau) / 6 + 0.5)
+    k = min(max(guess, 1), n + 1)
+    while k > 1 and tail_ge(k - 1, n, tau) <= alpha:
+        k -= 1
+    while k <= n and tail_ge(k, n, tau) > alpha:
+        k += 1
+    return k
 
 
 def exact_power(ns: NDArray[np.int64], tau: float, rate: float, alpha: float) -> NDArray[np.float64]:
@@ -152,8 +167,7 @@ def randomized_power(n: int, tau: float, rate: float, alpha: float) -> float:
     It bounds the power of the exact non-randomised test from above at every n and, unlike that
     saw-tooth, increases with n; :func:`exact_plan` uses it to know where to start scanning.
     """
-    ns = np.array([n], dtype=np.int64)
-    k = int(_critical_k(ns, tau, alpha)[0])
+    k = _critical_k_scalar(n, tau, alpha)
     size = tail_ge(k, n, tau)
     # Reject outright for K >= k, and with probability gamma at K == k - 1 to use up alpha.
     edge_tau = tail_ge(k - 1, n, tau) - size
@@ -184,7 +198,8 @@ def exact_plan(tau: float, rate: float, alpha: float, power: float) -> tuple[int
         else:
             lo = mid + 1
     start = lo
-    chunk = max(256, start // 64)
+    # The exact test's first crossing trails the randomised one by well under sqrt(n) examples.
+    chunk = max(64, 2 * math.isqrt(start))
     while True:
         ns = np.arange(start, start + chunk, dtype=np.int64)
         hit = np.flatnonzero(exact_power(ns, tau, rate, alpha) >= power)

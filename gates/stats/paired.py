@@ -109,24 +109,37 @@ def difference_bounds(b: int, c: int, n: int, margin: float, alpha: float, metho
     return agresti_min(b, c, n, margin, alpha)
 
 
-def paired_plan(b: int, c: int, n: int, margin: float, alpha: float, power: float) -> tuple[int | None, str | None]:
-    """Normal-approximation plan (Connor 1987) at the observed discordance and difference.
+def _restricted_variance(q_b: float, q_c: float, delta0: float) -> float:
+    """Per-pair variance of ``c - b`` under H0 "delta = delta0" at the restricted MLE, for
+    population discordance rates ``q_b``, ``q_c`` (Tango's quadratic divided by n)."""
+    b_ = -(q_b + q_c) + delta0 * (2.0 + q_b - q_c)
+    c_ = -q_b * delta0 * (1.0 - delta0)
+    q = (-b_ + math.sqrt(max(0.0, b_ * b_ - 8.0 * c_))) / 4.0
+    return max(0.0, 2.0 * q + delta0 - delta0 * delta0)
 
-    ``n = (z_{1-alpha} + z_{power})^2 (psi - delta^2) / (delta + margin)^2``; returns
-    ``(n_needed, toward)`` with ``toward`` "pass" when ``delta > -margin`` and "fail" when below,
-    ``(None, None)`` when the observed difference sits exactly on ``-margin``.
+
+def paired_plan(
+    b: int, c: int, n: int, margin: float, alpha: float, power: float, method: PairedMethod = "agresti_min"
+) -> tuple[int | None, str | None]:
+    """Normal-approximation plan at the observed discordance and difference.
+
+    ``n = ((z_{1-alpha} sqrt(v0) + z_{power} sqrt(v1)) / (delta + margin))^2`` with
+    ``v1 = psi - delta^2`` the variance per pair at the observed rates and ``v0`` the variance
+    the test uses under the null: ``v1`` again for Agresti-Min (Connor 1987), the restricted-MLE
+    variance at ``delta = -margin`` for Tango's score test. Returns ``(n_needed, toward)``,
+    ``toward`` "pass" when ``delta > -margin`` and "fail" below; ``(None, None)`` on the margin.
     """
     delta = (c - b) / n
     gap = delta + margin
     if gap == 0.0:
         return None, None
     psi = (b + c) / n
-    spread = psi - delta * delta
-    if spread <= 0.0:
-        # No discordance observed (or all pairs discordant one way): plan from one discordant
-        # pair's worth of variance rather than report an impossible zero.
-        spread = 1.0 / n
+    # No discordance observed (or all pairs discordant one way): plan from one discordant pair's
+    # worth of variance rather than report an impossible zero.
+    v1 = max(psi - delta * delta, 1.0 / n)
+    v0 = max(_restricted_variance(b / n, c / n, -margin), 1.0 / n) if method == "tango" else v1
     za = float(special.ndtri(1.0 - alpha))
     zb = float(special.ndtri(power))
-    needed = max(1, math.ceil((za + zb) ** 2 * spread / (gap * gap)))
+    root = za * math.sqrt(v0) + zb * math.sqrt(v1)
+    needed = max(1, math.ceil((root / gap) ** 2))
     return needed, ("pass" if gap > 0 else "fail")

@@ -108,25 +108,79 @@ def log_evalue_less(k: NDArray[np.float64], n: NDArray[np.float64], tau: float) 
     return log_evalue_greater(n - k, n, 1.0 - tau)
 
 
+def _log_glr(k: NDArray[np.float64], n: NDArray[np.float64], tau: float, greater: bool) -> NDArray[np.float64]:
+    """log of the one-sided generalised likelihood ratio, ``n * KL(k/n || tau)`` on the
+    alternative's side of tau and 0 elsewhere: an upper bound on the mixture log e-value (a
+    mixture never exceeds its best component), and cheap to compute."""
+    kl = special.xlogy(k, k / (n * tau)) + special.xlogy(n - k, (n - k) / (n * (1.0 - tau)))
+    side = k > n * tau if greater else k < n * tau
+    return np.asarray(np.where(side, kl, 0.0), dtype=np.float64)
+
+
+_CHUNK = 4096
+_P_VALUE_POINTS = 64
+
+
+def _first_crossing(
+    k: NDArray[np.float64], n: NDArray[np.float64], tau: float, bound: float, greater: bool
+) -> tuple[int, float]:
+    """First index where the mixture e-process for one side reaches ``exp(bound)`` (-1 if never)
+    and its maximum log value over the points evaluated up to there.
+
+    Only points whose likelihood-ratio bound reaches ``bound`` can cross, so the exact (costly)
+    e-value is computed there, in order and in chunks, stopping at the first crossing; a thin
+    grid of other points is added for the reported p-value (any set of times gives a valid one).
+    """
+    log_e = log_evalue_greater if greater else log_evalue_less
+    candidates = np.flatnonzero(_log_glr(k, n, tau, greater) >= bound - 1e-9)
+    best = -math.inf
+    hit = -1
+    for start in range(0, candidates.size, _CHUNK):
+        idx = candidates[start : start + _CHUNK]
+        values = log_e(k[idx], n[idx], tau)
+        above = np.flatnonzero(values >= bound)
+        if above.size:
+            hit = int(idx[above[0]])
+            best = max(best, float(values[: above[0] + 1].max()))
+            break
+        best = max(best, float(values.max()))
+    last = hit if hit >= 0 else k.size - 1
+    # Log-spaced: e-values grow roughly with log n, so late points matter most for the maximum.
+    grid = np.unique(np.geomspace(1, last + 1, _P_VALUE_POINTS).astype(np.int64) - 1)
+    best = max(best, float(log_e(k[grid], n[grid], tau).max()))
+    return hit, best
+
+
 def cs_path(outcomes: NDArray[np.bool_], tau: float, alpha: float) -> PathDecision:
     """Run both mixture e-processes along ``outcomes``; PASS/FAIL when one first reaches 1/alpha."""
     bound = math.log(1.0 / alpha)
     if outcomes.size == 0:
-        return PathDecision("CONTINUE", 0, 0, 0.0, bound, bound, 1.0, 1.0)
+        return PathDecision("CONTINUE", 0, 0, 0.0, bound, -bound, 1.0, 1.0)
     k = np.cumsum(outcomes, dtype=np.int64).astype(np.float64)
     n = np.arange(1, outcomes.size + 1, dtype=np.float64)
-    up = log_evalue_greater(k, n, tau)
-    down = log_evalue_less(k, n, tau)
-    status, stop = _first_stop(up >= bound, down >= bound)
+    up, up_best = _first_crossing(k, n, tau, bound, greater=True)
+    scope = up + 1 if up >= 0 else k.size
+    down, down_best = _first_crossing(k[:scope], n[:scope], tau, bound, greater=False)
+    if down >= 0:
+        status: SeqStatus = "FAIL"
+        stop = down
+    elif up >= 0:
+        status, stop = "PASS", up
+    else:
+        status, stop = "CONTINUE", k.size - 1
+    kk, nn = k[stop : stop + 1], n[stop : stop + 1]
+    statistic = (
+        -float(log_evalue_less(kk, nn, tau)[0]) if status == "FAIL" else float(log_evalue_greater(kk, nn, tau)[0])
+    )
     return PathDecision(
         status=status,
         n_used=stop + 1,
         k_used=int(k[stop]),
-        statistic=float(up[stop]) if status != "FAIL" else -float(down[stop]),
+        statistic=statistic,
         upper_boundary=bound,
         lower_boundary=-bound,
-        p_greater=min(1.0, math.exp(-max(0.0, float(up[: stop + 1].max())))),
-        p_less=min(1.0, math.exp(-max(0.0, float(down[: stop + 1].max())))),
+        p_greater=min(1.0, math.exp(-max(0.0, up_best))),
+        p_less=min(1.0, math.exp(-max(0.0, down_best))),
     )
 
 
