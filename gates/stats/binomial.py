@@ -134,7 +134,7 @@ def _critical_k(ns: NDArray[np.int64], tau: float, alpha: float) -> NDArray[np.i
         up = ~down & (ka <= na) & (tail(ka, na) > alpha)
         k[active] = ka - down.astype(np.int64) + up.astype(np.int64)
         active = active[down | up]
-    return k
+    return np.asarray(k, dtype=np.int64)
 
 
 def _critical_k_scalar(n: int, tau: float, alpha: float) -> int:
