@@ -11,6 +11,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 import registry
+from registry.api import mlflow
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.api.security import authenticate, current_actor
 from registry.api.v1 import artifacts, models, runs, system, tokens
@@ -52,7 +53,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[system.health, api_v1],
+        route_handlers=[system.health, api_v1, *mlflow.routers()],
         dependencies={
             "db": Provide(lambda: database, sync_to_thread=False),
             "store": Provide(lambda: blobs, sync_to_thread=False),

@@ -38,6 +38,12 @@ async def record(
     return event
 
 
-async def list_after(session: AsyncSession, *, after: int = 0, limit: int = 100) -> list[Event]:
-    rows = await session.scalars(select(Event).where(Event.seq > after).order_by(Event.seq).limit(limit))
-    return list(rows)
+async def list_after(
+    session: AsyncSession, *, after: int = 0, limit: int = 100, model: str | None = None, type: str | None = None
+) -> list[Event]:
+    query = select(Event).where(Event.seq > after).order_by(Event.seq).limit(limit)
+    if model is not None:
+        query = query.where(Event.model == model)
+    if type is not None:
+        query = query.where(Event.type == type)
+    return list(await session.scalars(query))

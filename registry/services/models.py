@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.base import utcnow
@@ -97,3 +97,7 @@ async def set_tags(session: AsyncSession, *, model: RegisteredModel, tags: dict[
 async def tags_of(session: AsyncSession, *, model_id: int) -> dict[str, str]:
     rows = await session.execute(select(ModelTag.key, ModelTag.value).where(ModelTag.model_id == model_id))
     return dict(rows.all())
+
+
+async def delete_tag(session: AsyncSession, *, model: RegisteredModel, key: str) -> None:
+    await session.execute(delete(ModelTag).where(ModelTag.model_id == model.id, ModelTag.key == key))

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.artifacts import ArtifactVersion, Blob, RunInput
@@ -326,3 +326,27 @@ async def record_input(
     await get(session, run_id=run_id, for_write=True)
     stmt = upsert(session, RunInput).values(run_id=run_id, artifact_id=artifact.id, context=context)
     await session.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "artifact_id"]))
+
+
+async def set_lifecycle(session: AsyncSession, *, run_id: str, actor: Actor, deleted: bool) -> Run:
+    """Soft-delete or restore a run (its data stays; deleted runs refuse new writes)."""
+    run = await get(session, run_id=run_id)
+    stage = "deleted" if deleted else "active"
+    if run.lifecycle_stage != stage:
+        run.lifecycle_stage = stage
+        await events.record(
+            session,
+            type="run.deleted" if deleted else "run.restored",
+            subject=f"runs/{run.id}",
+            actor=actor.name,
+            data={"run_id": run.id},
+        )
+        await session.flush()
+    return run
+
+
+async def delete_tag(session: AsyncSession, *, run_id: str, key: str) -> None:
+    await get(session, run_id=run_id, for_write=True)
+    result = await session.execute(delete(RunTag).where(RunTag.run_id == run_id, RunTag.key == key))
+    if not getattr(result, "rowcount", 0):
+        raise NotFound(f"run {run_id} has no tag {key!r}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry.domain.base import utcnow
 from registry.domain.models import Alias, ModelVersion, RegisteredModel, VersionFile, VersionTag
 from registry.errors import InvalidInput, NotFound
 from registry.services import aliases, artifacts, events, models, names, runs
@@ -54,6 +55,7 @@ async def create(
     entries = await artifacts.check_manifest(session, entries=entries)
     model = await models.lock(session, name=model_name)
     model.last_version += 1
+    model.updated_at = utcnow()
     version = ModelVersion(
         model_id=model.id,
         version=model.last_version,
@@ -170,3 +172,105 @@ async def delete_version(
         model=model.name,
         data={"model": model.name, "version": version},
     )
+
+
+STAGES = ("None", "Staging", "Production", "Archived")
+
+
+def canonical_stage(value: str) -> str:
+    """MLflow's legacy stages, matched case-insensitively."""
+    for stage in STAGES:
+        if stage.lower() == (value or "").lower():
+            return stage
+    raise InvalidInput(f"invalid stage {value!r}: use one of {', '.join(STAGES)}", field="stage")
+
+
+async def transition_stage(
+    session: AsyncSession, *, model_name: str, version: int, stage: str, actor: Actor, archive_existing: bool = False
+) -> ModelVersion:
+    """Set MLflow's legacy stage; with ``archive_existing`` other versions in that stage become Archived."""
+    stage = canonical_stage(stage)
+    model = await models.lock(session, name=model_name)
+    found = await get(session, model=model, version=version)
+    before = found.stage
+    if archive_existing and stage in ("Staging", "Production"):
+        others = await session.scalars(
+            select(ModelVersion).where(
+                ModelVersion.model_id == model.id, ModelVersion.stage == stage, ModelVersion.id != found.id
+            )
+        )
+        for other in others:
+            other.stage, other.updated_at = "Archived", utcnow()
+    found.stage, found.updated_at = stage, utcnow()
+    await events.record(
+        session,
+        type="model_version.stage_changed",
+        subject=f"models/{model.name}/versions/{version}",
+        actor=actor.name,
+        model=model.name,
+        data={"model": model.name, "version": version, "from_stage": before, "to_stage": stage},
+    )
+    await session.flush()
+    return found
+
+
+async def latest_by_stage(
+    session: AsyncSession, *, model: RegisteredModel, stages: list[str] | None = None
+) -> list[ModelVersion]:
+    """The newest version in each requested stage (every stage, ``None`` included, when none is asked)."""
+    wanted = [canonical_stage(s) for s in stages] if stages else list(STAGES)
+    newest = (
+        select(ModelVersion.stage, func.max(ModelVersion.version).label("version"))
+        .where(ModelVersion.model_id == model.id, ModelVersion.stage.in_(wanted))
+        .group_by(ModelVersion.stage)
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(ModelVersion)
+        .join(newest, (ModelVersion.stage == newest.c.stage) & (ModelVersion.version == newest.c.version))
+        .where(ModelVersion.model_id == model.id)
+        .order_by(ModelVersion.version)
+    )
+    return list(rows)
+
+
+async def update(
+    session: AsyncSession, *, model_name: str, version: int, actor: Actor, description: str | None
+) -> ModelVersion:
+    model = await models.lock(session, name=model_name)
+    found = await get(session, model=model, version=version)
+    found.description, found.updated_at = description, utcnow()
+    await events.record(
+        session,
+        type="model_version.updated",
+        subject=f"models/{model.name}/versions/{version}",
+        actor=actor.name,
+        model=model.name,
+        data={"model": model.name, "version": version, "description": description},
+    )
+    await session.flush()
+    return found
+
+
+async def delete_tag(session: AsyncSession, *, version: ModelVersion, key: str) -> None:
+    await session.execute(delete(VersionTag).where(VersionTag.version_id == version.id, VersionTag.key == key))
+
+
+async def by_model_id(session: AsyncSession, *, model_id: int, version: int) -> tuple[RegisteredModel, ModelVersion]:
+    model = await session.get(RegisteredModel, model_id)
+    if model is None:
+        raise NotFound(f"model {model_id} does not exist")
+    return model, await get(session, model=model, version=version)
+
+
+async def tags_for(session: AsyncSession, *, version_ids: list[int]) -> dict[int, dict[str, str]]:
+    """Tags of many versions in one query (searches render hundreds of versions)."""
+    found: dict[int, dict[str, str]] = {}
+    if not version_ids:
+        return found
+    rows = await session.execute(
+        select(VersionTag.version_id, VersionTag.key, VersionTag.value).where(VersionTag.version_id.in_(version_ids))
+    )
+    for version_id, key, value in rows.all():
+        found.setdefault(version_id, {})[key] = value
+    return found

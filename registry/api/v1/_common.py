@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
 import msgspec
 from litestar import Request
-from litestar.exceptions import InternalServerException
-from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 
-from registry.errors import InvalidInput, PayloadTooLarge
+from registry.errors import InvalidInput
 
 T = TypeVar("T")
 
@@ -25,17 +22,6 @@ class Page(msgspec.Struct, Generic[T]):
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-async def body_chunks(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
-    """The request body as chunks; a client that hangs up mid-upload becomes a clean 400, not a 500."""
-    try:
-        async for chunk in request.stream():
-            yield chunk
-    except RequestEntityTooLarge:
-        raise PayloadTooLarge("upload is larger than the configured limit (MODELKEEP_MAX_UPLOAD_BYTES)") from None
-    except InternalServerException as exc:
-        raise InvalidInput(f"upload interrupted: {exc.detail}", code="upload_interrupted") from None
 
 
 def clamp_limit(limit: int, *, maximum: int = 1000) -> int:

@@ -6,18 +6,17 @@ held while bytes flow; the rows are written in a short transaction afterwards.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, head, post, put
 from litestar.response import Stream
 
+from registry.api._bytes import blob_response, ingest
 from registry.api.security import WRITER
-from registry.api.v1._common import body_chunks, iso, raw_tail
+from registry.api.v1._common import iso, raw_tail
 from registry.db import Database
 from registry.domain.artifacts import ArtifactVersion
-from registry.errors import NotFound
 from registry.services import artifacts, names, runs
 from registry.services.artifacts import ManifestEntry
 from registry.services.auth import Actor
@@ -68,28 +67,6 @@ def render_version(v: ArtifactVersion, files: list[ManifestEntry]) -> ArtifactVe
     )
 
 
-async def _ingest(
-    request: Request[Any, Any, Any], store: BlobStore, settings: Settings, expected: str | None = None
-) -> tuple[str, int]:
-    return await artifacts.ingest(
-        body_chunks(request),
-        store=store,
-        tmp_dir=settings.tmp_dir,
-        max_bytes=settings.max_upload_bytes,
-        expected_sha256=expected,
-    )
-
-
-async def blob_response(store: BlobStore, sha256: str, size: int, *, filename: str | None = None) -> Stream:
-    if not await store.exists(sha256):
-        raise NotFound(f"blob {sha256} is recorded but missing from the blob store")
-    stream: AsyncIterator[bytes] = store.stream(sha256)
-    headers = {"content-length": str(size), "x-content-sha256": sha256, "etag": f'"{sha256}"'}
-    if filename:
-        headers["content-disposition"] = f'attachment; filename="{filename}"'
-    return Stream(stream, media_type="application/octet-stream", headers=headers)
-
-
 class BlobsController(Controller):
     path = "/blobs"
 
@@ -99,7 +76,7 @@ class BlobsController(Controller):
     ) -> FileOut:
         """Upload bytes under their sha256; the server verifies the digest (400 on mismatch, nothing kept)."""
         artifacts.check_digest(sha256)
-        digest, size = await _ingest(request, store, settings, expected=sha256)
+        digest, size = await ingest(request, store, settings, expected=sha256)
         async with db.write() as session:
             await artifacts.record_blob(session, sha256=digest, size=size)
         return FileOut(path="", sha256=digest, size=size)
@@ -133,7 +110,7 @@ class RunArtifactsController(Controller):
         clean = names.artifact_path(raw_tail(request, "/artifacts/", path))
         async with db.read() as session:  # fail fast, before reading any bytes
             await runs.get(session, run_id=run_id, for_write=True)
-        digest, size = await _ingest(request, store, settings)
+        digest, size = await ingest(request, store, settings)
         async with db.write() as session:
             file = await artifacts.put_run_file(session, run_id=run_id, path=clean, sha256=digest, size=size)
             return FileOut(path=file.path, sha256=file.sha256, size=file.size)

@@ -43,10 +43,12 @@ class EventsController(Controller):
     path = "/events"
 
     @get("/")
-    async def list_events(self, db: Database, after: int = 0, limit: int = 100) -> Page[EventOut]:
-        """Events in commit order. Poll with ``after`` = the last ``seq`` you saw."""
+    async def list_events(
+        self, db: Database, after: int = 0, limit: int = 100, model: str | None = None, type: str | None = None
+    ) -> Page[EventOut]:
+        """Events in commit order, optionally of one model or type. Poll with ``after`` = the last ``seq`` seen."""
         async with db.read() as session:
-            rows = await events.list_after(session, after=after, limit=clamp_limit(limit))
+            rows = await events.list_after(session, after=after, limit=clamp_limit(limit), model=model, type=type)
             items = [
                 EventOut(
                     seq=e.seq,

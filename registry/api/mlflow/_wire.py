@@ -1,0 +1,194 @@
+"""MLflow's wire format: protobuf-JSON request parsing and response rendering (no rules here).
+
+Requests follow proto3-JSON as MLflow's client sends it: POST/PATCH/DELETE carry a JSON body, GET carries
+query parameters; unknown fields are ignored, ``null`` means absent, int64 fields may be numbers or numeric
+strings, string fields must be strings. Responses use MLflow's field names, epoch-millisecond times and
+string ids.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import Request
+
+from registry.domain.experiments import Experiment
+from registry.domain.models import ModelVersion, RegisteredModel
+from registry.domain.runs import LatestMetric, Metric, Run
+from registry.errors import InvalidInput
+from registry.services.runs import RunView
+
+T = TypeVar("T")
+
+
+class KeyValue(msgspec.Struct):
+    key: str
+    value: str | None = None
+
+
+async def body(request: Request[Any, Any, Any], kind: type[T]) -> T:
+    """Decode the JSON body into ``kind`` (lax: numeric strings are accepted for numbers)."""
+    raw = await request.body()
+    try:
+        return msgspec.json.decode(raw or b"{}", type=kind, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidInput(f"malformed JSON body: {exc}") from None
+
+
+def query(request: Request[Any, Any, Any], name: str, *, required: bool = True, default: str | None = None) -> str:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        if required and default is None:
+            raise InvalidInput(f"missing value for required parameter '{name}'")
+        return default or ""
+    return str(value)
+
+
+def query_int(request: Request[Any, Any, Any], name: str, default: int) -> int:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(str(value))
+    except ValueError:
+        raise InvalidInput(f"parameter '{name}' must be an integer, got {value!r}") from None
+
+
+def require(value: T | None, name: str) -> T:
+    if value is None or value == "":
+        raise InvalidInput(f"missing value for required parameter '{name}'")
+    return value
+
+
+def parse_int(value: str | int | None, name: str) -> int:
+    if value is None or value == "":
+        raise InvalidInput(f"missing value for required parameter '{name}'")
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInput(f"parameter '{name}' must be an integer, got {value!r}") from None
+
+
+def ms(value: datetime | None) -> int | None:
+    return int(value.timestamp() * 1000) if value is not None else None
+
+
+def tags_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"key": k, "value": v} for k, v in tags.items()]
+
+
+def experiment_json(experiment: Experiment, tags: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "experiment_id": str(experiment.id),
+        "name": experiment.name,
+        "artifact_location": experiment.artifact_location or f"mlflow-artifacts:/{experiment.id}",
+        "lifecycle_stage": experiment.lifecycle_stage,
+        "creation_time": ms(experiment.created_at),
+        "last_update_time": ms(experiment.updated_at),
+    }
+    if tags:
+        out["tags"] = tags_list(tags)
+    return out
+
+
+def artifact_uri(run: Run) -> str:
+    return f"mlflow-artifacts:/{run.experiment_id}/{run.id}/artifacts"
+
+
+def run_info_json(run: Run) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "run_uuid": run.id,
+        "run_id": run.id,
+        "run_name": run.name,
+        "experiment_id": str(run.experiment_id),
+        "user_id": run.user,
+        "status": run.status,
+        "start_time": ms(run.start_time),
+        "artifact_uri": artifact_uri(run),
+        "lifecycle_stage": run.lifecycle_stage,
+    }
+    if run.end_time is not None:
+        info["end_time"] = ms(run.end_time)
+    return info
+
+
+def metric_json(metric: LatestMetric | Metric) -> dict[str, Any]:
+    return {"key": metric.key, "value": metric.value, "timestamp": metric.timestamp, "step": metric.step}
+
+
+def run_json(view: RunView) -> dict[str, Any]:
+    tags = dict(view.tags)
+    tags.setdefault("mlflow.runName", view.run.name)
+    data: dict[str, Any] = {
+        "metrics": [metric_json(m) for m in view.metrics],
+        "params": [{"key": k, "value": v} for k, v in view.params.items()],
+        "tags": tags_list(tags),
+    }
+    inputs: dict[str, Any] = {}
+    if view.inputs:
+        inputs["dataset_inputs"] = [
+            {
+                "dataset": {
+                    "name": a.name,
+                    "digest": a.digest,
+                    "source_type": "modelkeep",
+                    "source": f"{a.name}/{a.version}",
+                },
+                "tags": [{"key": "mlflow.data.context", "value": "training"}],
+            }
+            for a in view.inputs
+        ]
+    return {"info": run_info_json(view.run), "data": data, "inputs": inputs, "outputs": {}}
+
+
+def version_json(
+    model: RegisteredModel,
+    version: ModelVersion,
+    *,
+    tags: dict[str, str] | None = None,
+    aliases: list[str] | None = None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": model.name,
+        "version": str(version.version),
+        "creation_timestamp": ms(version.created_at),
+        "last_updated_timestamp": ms(version.updated_at),
+        "user_id": version.created_by,
+        "current_stage": version.stage,
+        "description": version.description or "",
+        "source": version.source,
+        "run_id": version.run_id or "",
+        "status": "READY",
+        "run_link": "",
+    }
+    if tags:
+        out["tags"] = tags_list(tags)
+    if aliases:
+        out["aliases"] = aliases
+    return out
+
+
+def model_json(
+    model: RegisteredModel,
+    *,
+    tags: dict[str, str],
+    aliases: list[tuple[str, int]],
+    latest: list[dict[str, Any]],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": model.name,
+        "creation_timestamp": ms(model.created_at),
+        "last_updated_timestamp": ms(model.updated_at),
+        "description": model.description or "",
+    }
+    if latest:
+        out["latest_versions"] = latest
+    if tags:
+        out["tags"] = tags_list(tags)
+    if aliases:
+        out["aliases"] = [{"alias": a, "version": str(v)} for a, v in aliases]
+    return out
