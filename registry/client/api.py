@@ -108,8 +108,18 @@ class RegistryClient(HttpClient):
         }
         self.request("POST", f"/api/v1/runs/{q(run_id)}/log-batch", json=body)
 
-    def metric_history(self, run_id: str, key: str) -> list[dict[str, Any]]:
-        return list(self.json("GET", f"/api/v1/runs/{q(run_id)}/metrics/{key}")["items"])
+    def metric_history(self, run_id: str, key: str, page_size: int = 25_000) -> list[dict[str, Any]]:
+        """Every point of one metric, following pages."""
+        points: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = self.json(
+                "GET", f"/api/v1/runs/{q(run_id)}/metrics/{key}", params={"limit": page_size, "offset": offset}
+            )
+            points += page["items"]
+            if not page.get("next"):
+                return points
+            offset = int(page["next"])
 
     def record_input(self, run_id: str, artifact: str, version: int, context: str | None = None) -> dict[str, Any]:
         body = {"artifact": artifact, "version": version, "context": context}

@@ -93,3 +93,16 @@ async def test_events_feed_in_commit_order(app_client: httpx.AsyncClient, api_to
 async def test_openapi_schema_is_served(app_client: httpx.AsyncClient) -> None:
     schema = (await app_client.get("/schema/openapi.json")).json()
     assert "/api/v1/models/{name}/aliases/{alias}" in schema["paths"]
+
+
+async def test_sdk_metric_history_follows_pages(live_server: object, api_tokens: Tokens) -> None:
+    from registry.client import RegistryClient
+    from tests.conftest import LiveServer
+
+    assert isinstance(live_server, LiveServer)
+    with RegistryClient(live_server.url, api_tokens.writer) as client:
+        run = client.create_run()
+        points = [{"key": "loss", "value": float(i), "step": i, "timestamp": i} for i in range(2500)]
+        client.log_batch(run["id"], metrics=points)
+        history = client.metric_history(run["id"], "loss", page_size=1000)
+    assert [p["step"] for p in history] == list(range(2500))
