@@ -236,6 +236,17 @@ class TableView:
         result: BoolArray = self._cache[key]
         return result
 
+    def _encoded(self, name: str, *, gate_id: str) -> tuple[NDArray[np.int64], list[Any]]:
+        """Dictionary codes and values of one slice column, cached: gates slicing by
+        ``[country]`` and ``[country, weather]`` encode ``country`` once."""
+        key = ("encoded", name)
+        if key not in self._cache:
+            col = self.column(name, gate_id=gate_id, field="slice_by")
+            enc = col.dictionary_encode(null_encoding="encode").combine_chunks()
+            self._cache[key] = (_numpy(enc.indices).astype(np.int64), enc.dictionary.to_pylist())
+        result: tuple[NDArray[np.int64], list[Any]] = self._cache[key]
+        return result
+
     def groups(self, columns: Sequence[str], *, gate_id: str) -> tuple[NDArray[np.int64], list[dict[str, Any]]]:
         """Group code per row for the slice columns and each group's values, groups sorted by
         their values (nulls as ``None``, sorted last) so slice order is deterministic."""
@@ -244,10 +255,7 @@ class TableView:
             combined = np.zeros(self.n, dtype=np.int64)
             dictionaries: list[list[Any]] = []
             for name in columns:
-                enc = self.column(name, gate_id=gate_id, field="slice_by").dictionary_encode(null_encoding="encode")
-                enc = enc.combine_chunks()
-                values = enc.dictionary.to_pylist()
-                codes = _numpy(enc.indices).astype(np.int64)
+                codes, values = self._encoded(name, gate_id=gate_id)
                 combined = combined * len(values) + codes
                 dictionaries.append(values)
             size = int(np.prod([len(v) for v in dictionaries], dtype=np.float64))

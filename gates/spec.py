@@ -208,7 +208,10 @@ def load_spec(text_or_path: str | os.PathLike[str] | Mapping[str, Any]) -> GateS
     """
     source = _read_source(text_or_path)
     if not isinstance(source, Mapping):
-        raise GateSpecError(f"a spec must be a mapping with 'version' and 'gates', got {type(source).__name__}")
+        hint = ""
+        if isinstance(text_or_path, str) and "\n" not in text_or_path.strip():
+            hint = " (a file path must end in .yml, .yaml or .json, or be passed as a pathlib.Path)"
+        raise GateSpecError(f"a spec must be a mapping with 'version' and 'gates', got {type(source).__name__}{hint}")
     digest = canonical_digest(source)
     top = Fields(source)
     version = top.integer("version", low=1)

@@ -75,6 +75,8 @@ class Selection:
 
     def count(self, rows: BoolArray) -> NDArray[np.int64]:
         """Per-slice number of selected rows among ``rows``."""
+        if len(self.labels) == 1:
+            return np.array([np.count_nonzero(rows & self.mask)], dtype=np.int64)
         picked = self.codes[rows & self.mask]
         return np.bincount(picked, minlength=len(self.labels)).astype(np.int64)
 

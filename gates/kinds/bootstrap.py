@@ -133,14 +133,18 @@ def evaluate(gate: BootstrapGate, ctx: Context) -> list[Evidence]:
             ev.estimate, ev.lower, ev.upper = bb.estimate, bb.lower, bb.upper
             ev.p_pass, ev.p_fail = (bb.p_greater, bb.p_less) if up else (bb.p_less, bb.p_greater)
             pass_ok, fail_ok = (bb.lower_resolved, bb.upper_resolved) if up else (bb.upper_resolved, bb.lower_resolved)
-            if not pass_ok or not fail_ok:
+            ev.can_pass, ev.can_fail = pass_ok, fail_ok
+            if not math.isfinite(bb.estimate):
+                ev.can_pass = ev.can_fail = False
+                ev.notes.append(f"{gate.metric} is undefined on these rows (e.g. AUC needs both classes)")
+            elif not bb.std_error > 0:
+                # A bootstrap cannot see variability it never observed (e.g. 100 % accuracy).
+                ev.can_pass = ev.can_fail = False
+                ev.notes.append("the bootstrap distribution is degenerate (all resamples equal); not decided")
+            elif not (pass_ok and fail_ok):
                 ev.notes.append(
                     f"{gate.n_resamples} resamples cannot resolve a bound at alpha = {alpha:.3g}; raise n_resamples"
                 )
-            ev.can_pass, ev.can_fail = pass_ok, fail_ok
-            if not bb.std_error > 0:
-                ev.can_pass = ev.can_fail = False
-                ev.notes.append("the bootstrap distribution is degenerate (all resamples equal); not decided")
             if bb.n_invalid:
                 ev.notes.append(f"{bb.n_invalid} resamples had an undefined metric and were dropped")
             ev.details.update(

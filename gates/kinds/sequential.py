@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pyarrow.compute as pc
+from numpy.typing import NDArray
 
 from gates.errors import GateDataError
 from gates.kinds._common import Context, Evidence, outcome_with_errors, select
@@ -24,7 +25,7 @@ def evaluate(gate: SequentialGate, ctx: Context) -> list[Evidence]:
     view = ctx.candidate
     sel = select(gate, view)
     values = outcome_with_errors(gate, view, gate.outcome, sel, failure_value=False)
-    order = np.arange(view.n)
+    order: NDArray[np.int64] | slice = slice(None)  # arrival order = row order unless order_by
     if gate.order_by is not None:
         col = view.column(gate.order_by, gate_id=gate.id, field="order_by")
         if col.null_count:

@@ -112,9 +112,11 @@ def _log_glr(k: NDArray[np.float64], n: NDArray[np.float64], tau: float, greater
     """log of the one-sided generalised likelihood ratio, ``n * KL(k/n || tau)`` on the
     alternative's side of tau and 0 elsewhere: an upper bound on the mixture log e-value (a
     mixture never exceeds its best component), and cheap to compute."""
-    kl = special.xlogy(k, k / (n * tau)) + special.xlogy(n - k, (n - k) / (n * (1.0 - tau)))
-    side = k > n * tau if greater else k < n * tau
-    return np.asarray(np.where(side, kl, 0.0), dtype=np.float64)
+    out = np.zeros(k.shape, dtype=np.float64)
+    side = np.flatnonzero(k > n * tau if greater else k < n * tau)
+    ks, ns = k[side], n[side]
+    out[side] = special.xlogy(ks, ks / (ns * tau)) + special.xlogy(ns - ks, (ns - ks) / (ns * (1.0 - tau)))
+    return out
 
 
 _CHUNK = 4096
