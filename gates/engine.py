@@ -119,7 +119,7 @@ def evaluate(
                     n_needed=ev.n_needed,
                     n_needed_toward=ev.toward,
                     alpha=alpha,
-                    seed=gate.seed if isinstance(gate, BootstrapGate) else None,
+                    seed=gate.seed,
                     spec_digest=spec.digest,
                     data_digest=digest,
                     notes=tuple(ev.notes),

@@ -24,6 +24,16 @@ def _num(x: float | None) -> float | None:
     return None if x is None or not math.isfinite(x) else float(x)
 
 
+def _json_value(x: Any) -> Any:
+    """Slice values come from table columns: keep JSON scalars, write anything else (dates,
+    decimals, bytes) as its string form."""
+    if x is None or isinstance(x, bool | int | str):
+        return x
+    if isinstance(x, float):
+        return _num(x)
+    return str(x)
+
+
 @dataclass(frozen=True)
 class Interval:
     """Bounds on the estimate: each side is one-sided at ``level`` (= 1 - alpha used)."""
@@ -72,7 +82,7 @@ class GateResult:
     n_needed: int | None
     n_needed_toward: str | None
     alpha: float
-    seed: int | None
+    seed: int
     spec_digest: str
     data_digest: str
     notes: tuple[str, ...] = ()
@@ -95,7 +105,7 @@ class GateResult:
             "gate_id": self.gate_id,
             "label": self.label,
             "kind": self.kind,
-            "slice": dict(self.slice) if self.slice else None,
+            "slice": {k: _json_value(v) for k, v in self.slice.items()} if self.slice else None,
             "status": self.status,
             "estimate": _num(self.estimate),
             "interval": self.interval.to_dict(),
@@ -262,3 +272,63 @@ def to_markdown(report: GateReport) -> str:
         + " · intervals: one-sided bounds at the level shown, each side</sub>",
     ]
     return "\n".join(lines) + "\n"
+
+
+def report_from_dict(data: Mapping[str, Any]) -> GateReport:
+    """Rebuild a report from :meth:`GateReport.to_dict` output (e.g. a stored gate run), for rendering."""
+    results = tuple(
+        GateResult(
+            gate_id=r["gate_id"],
+            kind=r["kind"],
+            slice=r.get("slice"),
+            status=r["status"],
+            estimate=r.get("estimate"),
+            interval=Interval(
+                lower=r["interval"].get("lower"),
+                upper=r["interval"].get("upper"),
+                level=r["interval"]["level"],
+                method=r["interval"]["method"],
+                sided=r["interval"].get("sided", "one-sided each"),
+            ),
+            threshold=r.get("threshold"),
+            direction=r.get("direction"),
+            p_value=r.get("p_value"),
+            p_value_fail=r.get("p_value_fail"),
+            p_value_fail_adjusted=r.get("p_value_fail_adjusted"),
+            n=r["n"],
+            failures=r.get("failures"),
+            errors=r.get("errors", 0),
+            n_needed=r.get("n_needed"),
+            n_needed_toward=r.get("n_needed_toward"),
+            alpha=r["alpha"],
+            seed=r.get("seed"),
+            spec_digest=r["spec_digest"],
+            data_digest=r["data_digest"],
+            notes=tuple(r.get("notes", ())),
+            details=r.get("details", {}),
+        )
+        for r in data["results"]
+    )
+    summaries = tuple(
+        GateSummary(g["gate_id"], g["kind"], g["status"], g["effective"], g["on_inconclusive"], g["slices"])
+        for g in data["gates"]
+    )
+    rv = data["reveals"]
+    reveals = Reveals(
+        so_far=rv["so_far"],
+        used=rv["used"],
+        budget=rv.get("budget"),
+        adaptivity=rv["adaptivity"],
+        alpha_divisor=rv["alpha_divisor"],
+        exhausted=rv["exhausted"],
+    )
+    return GateReport(
+        verdict=data["verdict"],
+        spec_digest=data["spec_digest"],
+        data_digest=data["data_digest"],
+        baseline_digest=data.get("baseline_digest"),
+        reveals=reveals,
+        gates=summaries,
+        results=results,
+        warnings=tuple(data.get("warnings", ())),
+    )

@@ -82,6 +82,8 @@ def evaluate(gate: SequentialGate, ctx: Context) -> list[Evidence]:
         if n < available:
             ev.notes.append(f"decided after {n} of {available} rows; later rows do not change the decision")
         return [ev]
+    # Undecided: only the stopping rule may decide a sequential gate, never a p-value comparison.
+    ev.can_pass = ev.can_fail = False
     if gate.max_n is not None and available >= gate.max_n:
         ev.notes.append(f"max_n = {gate.max_n} reached without crossing a boundary")
     else:

@@ -298,3 +298,23 @@ def test_markdown_table(example_spec_text: str) -> None:
     assert "| `per-country[country=DE]` | ✅ PASS |" in md
     assert md.count("\n| `") == len(report.results)
     assert report.spec_digest[:12] in md and "reveal 1/∞" in md
+
+
+def test_report_round_trips_through_its_dict(example_spec_text: str) -> None:
+    """Stored reports (``to_dict``) can be rebuilt for rendering without re-evaluating."""
+    from gates.report import report_from_dict
+
+    report = gates.evaluate(gates.load_spec(example_spec_text), make_table(3000, 0.97), make_table(3000, 0.96))
+    rebuilt = report_from_dict(json.loads(json.dumps(report.to_dict())))
+    assert rebuilt.to_dict() == report.to_dict()
+    assert gates.to_markdown(rebuilt) == gates.to_markdown(report)
+
+
+def test_slice_values_of_any_type_serialise() -> None:
+    import datetime as dt
+
+    day = [dt.date(2024, 1, 1 + i % 3) for i in range(300)]
+    table = binary_table(np.ones(300, dtype=bool), day=pa.array(day))
+    report = gates.evaluate(spec_of(prop(threshold=0.5, slice_by=["day"])), table)
+    assert [r["slice"] for r in report.to_dict()["results"]] == [{"day": f"2024-01-0{i}"} for i in (1, 2, 3)]
+    json.dumps(report.to_dict(), allow_nan=False)
