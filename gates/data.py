@@ -242,7 +242,12 @@ class TableView:
         key = ("encoded", name)
         if key not in self._cache:
             col = self.column(name, gate_id=gate_id, field="slice_by")
-            enc = col.dictionary_encode(null_encoding="encode").combine_chunks()
+            try:
+                enc = col.dictionary_encode(null_encoding="encode").combine_chunks()
+            except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise GateDataError(
+                    f"cannot slice by column {name!r} of type {col.type}", gate_id=gate_id, field="slice_by"
+                ) from exc
             self._cache[key] = (_numpy(enc.indices).astype(np.int64), enc.dictionary.to_pylist())
         result: tuple[NDArray[np.int64], list[Any]] = self._cache[key]
         return result

@@ -31,13 +31,18 @@ from gates.stats.multiplicity import adjust
 
 
 def _evidence(gate: AnyGate, ctx: Context) -> list[Evidence]:
-    if isinstance(gate, ProportionGate | FailureBudgetGate):
-        return rates.evaluate(gate, ctx)
-    if isinstance(gate, PairedGate):
-        return paired.evaluate(gate, ctx)
-    if isinstance(gate, BootstrapGate):
-        return bootstrap.evaluate(gate, ctx)
-    return sequential.evaluate(gate, ctx)
+    try:
+        if isinstance(gate, ProportionGate | FailureBudgetGate):
+            return rates.evaluate(gate, ctx)
+        if isinstance(gate, PairedGate):
+            return paired.evaluate(gate, ctx)
+        if isinstance(gate, BootstrapGate):
+            return bootstrap.evaluate(gate, ctx)
+        return sequential.evaluate(gate, ctx)
+    except pa.ArrowException as exc:
+        # Safety net: a column shape the checks above did not anticipate is still the data's
+        # problem, reported against the gate rather than as a traceback.
+        raise GateDataError(f"cannot evaluate this gate on the table: {exc}", gate_id=gate.id) from exc
 
 
 def _decide(gate: AnyGate, evidence: list[Evidence], alpha: float) -> tuple[list[Status], list[float | None]]:

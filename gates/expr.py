@@ -325,10 +325,13 @@ class _Evaluator:
             bad = [v for v in node.values if _literal_category(v) != cat and cat != "temporal"]
             if bad:
                 raise self.error(f"column {node.operand.name!r} ({col.type}) compared with {bad[0]!r}")
-            values = pa.array(list(node.values))
-            if values.type != col.type:
-                values = pc.cast(values, col.type, safe=False)
-            hit = pc.is_in(col, value_set=values, skip_nulls=True)
+            try:
+                values = pa.array(list(node.values))
+                if values.type != col.type:
+                    values = pc.cast(values, col.type, safe=False)
+                hit = pc.is_in(col, value_set=values, skip_nulls=True)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+                raise self.error(f"cannot evaluate 'in' on column {node.operand.name!r} ({col.type}): {exc}") from exc
             # SQL semantics: a null never matches, and "not in" of a null is unknown, not true.
             hit = pc.if_else(pc.is_null(col), pa.scalar(None, pa.bool_()), hit)
             return pc.invert(hit) if node.negate else hit

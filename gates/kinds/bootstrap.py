@@ -30,6 +30,16 @@ def _numpy(col: pa.ChunkedArray | pa.Array) -> NDArray[np.float64]:
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
+def _numeric(gate: BootstrapGate, view: TableView, sel: Selection, name: str) -> NDArray[np.float64]:
+    """A numeric column as float64 (nulls on errored rows become NaN and are never used)."""
+    col = _no_nulls(gate, view, sel, name)
+    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type)):
+        raise GateDataError(
+            f"metric {gate.metric!r} needs a numeric {name!r} column, got {col.type}", gate_id=gate.id, field="metric"
+        )
+    return _numpy(pc.cast(col, pa.float64()))
+
+
 def _no_nulls(gate: BootstrapGate, view: TableView, sel: Selection, name: str) -> pa.ChunkedArray:
     col = view.column(name, gate_id=gate.id, field="metric")
     valid = np.asarray(pc.is_valid(col).to_numpy(zero_copy_only=False), dtype=np.bool_)
@@ -79,7 +89,7 @@ def _builder(
     failure count (misclassified rows; ``None`` for AUC and the error metrics)."""
     if gate.metric == "auc":
         pos = _positive(gate, view, sel)
-        scores = _numpy(_no_nulls(gate, view, sel, "score"))
+        scores = _numeric(gate, view, sel, "score")
         if gate.on_error == "count_as_failure" and sel.errored.any():
             low, high = float(np.nanmin(scores)) - 1.0, float(np.nanmax(scores)) + 1.0
             scores = scores.copy()
@@ -92,7 +102,7 @@ def _builder(
                 gate_id=gate.id,
                 field="on_error",
             )
-        diff = _numpy(_no_nulls(gate, view, sel, "prediction")) - _numpy(_no_nulls(gate, view, sel, "label"))
+        diff = _numeric(gate, view, sel, "prediction") - _numeric(gate, view, sel, "label")
         kind: metrics.ErrorMetric = gate.metric
         return lambda rows: (metrics.error_model(kind, diff[rows]), None)
     lab_all, prd_all = _class_codes(gate, view, sel)

@@ -68,6 +68,18 @@ def tango_score(b: int, c: int, n: int, delta0: float) -> float:
     The restricted MLE of the baseline-only-right probability q solves
     ``2n q^2 - (b + c - delta0 (2n + b - c)) q - b delta0 (1 - delta0) = 0`` (the positive root).
     """
+    if b + c == 0:
+        # No discordant pair: the restricted MLE is q = max(0, -delta0) and the statistic reduces
+        # to sign(-delta0) sqrt(n |delta0| / (1 - |delta0|)); in closed form it stays exact for
+        # tiny margins, where the quadratic's root would underflow.
+        if delta0 == 0.0:
+            return 0.0
+        size = abs(delta0)
+        return (
+            math.copysign(math.sqrt(n * size / (1.0 - size)), -delta0)
+            if size < 1.0
+            else -math.copysign(math.inf, delta0)
+        )
     a_ = 2.0 * n
     b_ = -(b + c) + delta0 * (2.0 * n + b - c)
     c_ = -b * delta0 * (1.0 - delta0)
