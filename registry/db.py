@@ -20,6 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+Session = AsyncSession
+"""The session type services take; outer layers name it through here, not through SQLAlchemy."""
+
 
 def async_url(url: str | URL) -> URL:
     """Map a plain database URL onto the async driver this service uses."""

@@ -14,7 +14,7 @@ import registry
 from registry.api import mlflow
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.api.security import authenticate, current_actor
-from registry.api.v1 import artifacts, models, runs, system, tokens
+from registry.api.v1 import artifacts, gates, models, runs, system, tokens
 from registry.db import Database
 from registry.settings import Settings
 from registry.storage import BlobStore, open_store
@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
             artifacts.RunArtifactsController,
             artifacts.ArtifactVersionsController,
             models.ModelsController,
+            gates.GatesController,
         ],
         security=[{"bearer": []}],
     )

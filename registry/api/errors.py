@@ -15,6 +15,7 @@ from registry.errors import (
     InvalidInput,
     NotFound,
     PayloadTooLarge,
+    PreconditionFailed,
     RegistryError,
     Unauthenticated,
 )
@@ -58,6 +59,7 @@ _MLFLOW_CODES: dict[type[RegistryError], tuple[str, int]] = {
     Unauthenticated: ("UNAUTHENTICATED", 401),
     Forbidden: ("PERMISSION_DENIED", 403),
     PayloadTooLarge: ("REQUEST_LIMIT_EXCEEDED", 413),
+    PreconditionFailed: ("INVALID_STATE", 400),
     Conflict: ("INVALID_PARAMETER_VALUE", 400),
     InvalidInput: ("INVALID_PARAMETER_VALUE", 400),
 }

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from registry import errors
-from registry.cli import aliases, models, server, tokens, versions
+from registry.cli import aliases, gates, models, server, tokens, versions
 from registry.cli._common import EXIT_FAILED, EXIT_USAGE, err, exit_code, hint_for
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.command("push")(versions.push)
 app.command("pull")(versions.pull)
 app.command("promote")(aliases.promote)
 app.command("rollback")(aliases.rollback)
+app.add_typer(gates.app, name="gate")
 
 
 def main(argv: list[str] | None = None) -> int:

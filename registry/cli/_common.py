@@ -51,6 +51,8 @@ def hint_for(error: errors.RegistryError) -> str | None:
         return "pass --token or set MODELKEEP_TOKEN (an admin can run `registry token create NAME --role writer`)"
     if isinstance(error, errors.Forbidden):
         return "ask an admin for a token with a higher role"
+    if error.code == "gate_policy_not_met":
+        return "record a passing run with `registry gate run MODEL VERSION --spec SPEC --record`"
     if error.code == "alias_moved":
         return "check `registry versions show` for the alias' current holder, then retry with --expect"
     return None

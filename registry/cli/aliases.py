@@ -13,7 +13,12 @@ def _describe(p: dict[str, Any], model: str) -> str:
     if p.get("changed") is False:
         return f"{model}@{p['alias']} already points at v{p['to_version']}; nothing changed"
     before = f"v{p['from_version']}" if p.get("from_version") is not None else "(unset)"
-    return f"[green]{model}@{p['alias']}[/green]: {before} → v{p['to_version']} ({p['action']} by {p['actor']})"
+    forced = " [yellow](forced past the gate policy)[/yellow]" if p.get("forced") else ""
+    gate = f", gate run #{p['gate_run_id']}" if p.get("gate_run_id") else ""
+    return (
+        f"[green]{model}@{p['alias']}[/green]: {before} → v{p['to_version']} "
+        f"({p['action']} by {p['actor']}{gate}){forced}"
+    )
 
 
 def promote(
@@ -25,6 +30,9 @@ def promote(
         str | None,
         typer.Option("--expect", help="Fail unless the alias still points at this version ('none': unset)."),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Move past a gate policy (maintainers; needs --reason; audited).")
+    ] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -40,7 +48,7 @@ def promote(
         else:
             raise typer.BadParameter("use a version number or 'none'", param_hint="--expect")
     with client(url, token) as api:
-        result = api.set_alias(model, to, version, reason=reason, expect=expected)
+        result = api.set_alias(model, to, version, reason=reason, expect=expected, force=force)
     emit(result | {"alias": to}, as_json, lambda p: _describe(p, model))
 
 

@@ -234,9 +234,16 @@ class RegistryClient(HttpClient):
         return self.get_by_alias(model, alias) if alias else self.get_version(model, version or 0)
 
     def set_alias(
-        self, model: str, alias: str, version: int, *, reason: str | None = None, expect: int | None = None
+        self,
+        model: str,
+        alias: str,
+        version: int,
+        *,
+        reason: str | None = None,
+        expect: int | None = None,
+        force: bool = False,
     ) -> dict[str, Any]:
-        body = {"version": version, "reason": reason, "expect": expect}
+        body = {"version": version, "reason": reason, "expect": expect, "force": force}
         return dict(self.json("PUT", f"/api/v1/models/{q(model)}/aliases/{q(alias)}", json=body))
 
     def delete_alias(self, model: str, alias: str, reason: str | None = None) -> dict[str, Any]:

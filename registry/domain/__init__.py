@@ -1,6 +1,6 @@
 """ORM models, one module per aggregate. Importing this package registers every table on ``Base.metadata``."""
 
-from registry.domain import artifacts, auth, events, experiments, models, runs
+from registry.domain import artifacts, auth, events, experiments, gates, models, runs
 from registry.domain.base import Base
 
-__all__ = ["Base", "artifacts", "auth", "events", "experiments", "models", "runs"]
+__all__ = ["Base", "artifacts", "auth", "events", "experiments", "gates", "models", "runs"]

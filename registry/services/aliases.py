@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from registry.domain.auth import Role
 from registry.domain.base import utcnow
 from registry.domain.models import Alias, ModelVersion, Promotion, RegisteredModel
-from registry.errors import Conflict, NotFound
+from registry.errors import Conflict, InvalidInput, NotFound
 from registry.services import audit, events, models, names
 from registry.services.auth import Actor, require
 
@@ -83,6 +83,7 @@ async def _append(
     reason: str | None,
     is_protected: bool,
     forced: bool = False,
+    gate_run_id: int | None = None,
 ) -> Promotion:
     promotion = Promotion(
         model_id=model.id,
@@ -93,6 +94,7 @@ async def _append(
         actor=actor.name,
         reason=reason,
         forced=forced,
+        gate_run_id=gate_run_id,
     )
     session.add(promotion)
     await session.flush()
@@ -104,6 +106,8 @@ async def _append(
         "action": action,
         "actor": actor.name,
         "reason": reason,
+        "forced": forced,
+        "gate_run_id": gate_run_id,
         "promotion_id": promotion.id,
     }
     event_type = "alias.removed" if after is None else "alias.moved"
@@ -116,9 +120,10 @@ async def _append(
         data=data,
     )
     if is_protected:
+        # A forced move is security-relevant whatever the alias: it bypassed a gate policy.
         await audit.log(
             session,
-            action=f"protected_{event_type}",
+            action="alias.forced" if forced else f"protected_{event_type}",
             actor=actor.name,
             target=f"{model.name}@{alias}",
             details=data,
@@ -137,18 +142,25 @@ async def set_alias(
     reason: str | None = None,
     expect: int | _Unset | None = UNSET,
     action: str = "promote",
+    force: bool = False,
+    enforce_gates: bool = True,
 ) -> Move:
     """Point ``alias`` at ``version``.
 
-    Raises Forbidden (protected alias, role below maintainer), NotFound (model/version), Conflict when
-    ``expect`` is given and the alias no longer holds it: of two racing moves with the same expectation,
-    exactly one wins.
+    Raises Forbidden (protected alias, role below maintainer; ``force`` needs maintainer), NotFound
+    (model/version), PreconditionFailed when a gate policy on the alias is not met (unless ``force``, which
+    needs a reason and is audited), Conflict when ``expect`` is given and the alias no longer holds it: of two
+    racing moves with the same expectation, exactly one wins.
     """
+    from registry.services import gates, versions
+
     names.alias(alias)
     model = await models.lock(session, name=model_name)
     is_protected = _guard(actor, model, alias, protected)
-    from registry.services import versions
-
+    if force:
+        require(actor, Role.maintainer, action="forcing an alias past its gate policy")
+        if not (reason or "").strip():
+            raise InvalidInput("--force needs a --reason (it is kept in the promotion history)", field="reason")
     await versions.get(session, model=model, version=version)
     current = await session.get(Alias, (model.id, alias), populate_existing=True)
     before = current.version if current is not None else None
@@ -162,6 +174,9 @@ async def set_alias(
         )
     if before == version:
         return Move(promotion=None, alias=alias, version=version)
+    passed = None
+    if enforce_gates and not force:
+        passed = await gates.passing_run(session, model=model, alias=alias, version=version)
     if current is None:
         session.add(Alias(model_id=model.id, name=alias, version=version, updated_by=actor.name, updated_at=utcnow()))
     else:
@@ -175,7 +190,9 @@ async def set_alias(
         action=action,
         actor=actor,
         reason=reason,
-        is_protected=is_protected,
+        is_protected=is_protected or force,
+        forced=force,
+        gate_run_id=passed.id if passed is not None else None,
     )
     return Move(promotion=promotion, alias=alias, version=version)
 
@@ -268,6 +285,9 @@ async def rollback(
         reason=reason or f"rollback from v{current.version}",
         expect=current.version,
         action="rollback",
+        # A rollback returns the alias to a version that already held it; an emergency must not wait for a
+        # fresh gate run. The move is still recorded and still needs the alias' role.
+        enforce_gates=False,
     )
 
 

@@ -66,8 +66,10 @@ async def get_or_create(session: AsyncSession, *, name: str, actor: Actor) -> Ex
     return experiment if experiment is not None else await create(session, name=name, actor=actor)
 
 
-async def list_experiments(session: AsyncSession, *, limit: int = 100, after: int = -1) -> list[Experiment]:
-    query = select(Experiment).where(Experiment.id > after).order_by(Experiment.id).limit(limit)
+async def list_experiments(
+    session: AsyncSession, *, limit: int = 100, after: int = -1, offset: int = 0
+) -> list[Experiment]:
+    query = select(Experiment).where(Experiment.id > after).order_by(Experiment.id).limit(limit).offset(offset)
     return list(await session.scalars(query))
 
 

@@ -8,6 +8,8 @@ string ids.
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -192,3 +194,20 @@ def model_json(
     if aliases:
         out["aliases"] = [{"alias": a, "version": str(v)} for a, v in aliases]
     return out
+
+
+def page_token(offset: int) -> str:
+    """Opaque page token (base64 JSON, as MLflow's own server writes them)."""
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def page_offset(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput(f"invalid page_token {token!r}") from None
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidInput(f"invalid page_token {token!r}")
+    return offset

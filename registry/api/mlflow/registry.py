@@ -6,12 +6,11 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, patch, post
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.api.mlflow import _wire as wire
 from registry.api.mlflow.artifacts import locate, version_uri
 from registry.api.security import WRITER
-from registry.db import Database
+from registry.db import Database, Session
 from registry.domain.models import RegisteredModel
 from registry.errors import InvalidInput
 from registry.services import aliases, models, search, versions
@@ -81,13 +80,13 @@ def resolve_source(source: str, run_id: str | None) -> tuple[str, str]:
     return found_run, path
 
 
-async def model_payload(session: AsyncSession, model: RegisteredModel) -> dict[str, Any]:
+async def model_payload(session: Session, model: RegisteredModel) -> dict[str, Any]:
     latest = [wire.version_json(model, v) for v in await versions.latest_by_stage(session, model=model)]
     held = [(a.name, a.version) for a in await aliases.list_for_model(session, model_id=model.id)]
     return wire.model_json(model, tags=await models.tags_of(session, model_id=model.id), aliases=held, latest=latest)
 
 
-async def version_payload(session: AsyncSession, model_name: str, number: int) -> dict[str, Any]:
+async def version_payload(session: Session, model_name: str, number: int) -> dict[str, Any]:
     view = await versions.view(session, model_name=model_name, version=number)
     return wire.version_json(view.model, view.version, tags=view.tags, aliases=view.aliases)
 

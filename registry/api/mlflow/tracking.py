@@ -148,13 +148,15 @@ class TrackingController(Controller):
     async def search_experiments(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
         data = await wire.body(request, SearchExperiments)
         limit = data.max_results or 1000
-        after = int(data.page_token) if data.page_token and data.page_token.isdigit() else -1
+        offset = wire.page_offset(data.page_token)
         async with db.read() as session:
-            rows = await experiments.list_experiments(session, limit=limit, after=after)
-            out = [wire.experiment_json(e, await experiments.tags_of(session, experiment_id=e.id)) for e in rows]
+            rows = await experiments.list_experiments(session, limit=limit + 1, offset=offset)
+            out = [
+                wire.experiment_json(e, await experiments.tags_of(session, experiment_id=e.id)) for e in rows[:limit]
+            ]
         result: dict[str, Any] = {"experiments": out}
-        if len(rows) == limit:
-            result["next_page_token"] = str(rows[-1].id)
+        if len(rows) > limit:
+            result["next_page_token"] = wire.page_token(offset + limit)
         return result
 
     @post("/runs/create", guards=WRITER, status_code=200)
@@ -282,13 +284,12 @@ class TrackingController(Controller):
         run_id = request.query_params.get("run_id") or wire.query(request, "run_uuid")
         key = wire.query(request, "metric_key")
         limit = min(wire.query_int(request, "max_results", MAX_HISTORY), MAX_HISTORY)
-        token = request.query_params.get("page_token")
-        offset = int(token) if token and token.isdigit() else 0
+        offset = wire.page_offset(request.query_params.get("page_token"))
         async with db.read() as session:
             points = await runs.metric_history(session, run_id=run_id, key=key, limit=limit + 1, offset=offset)
         result: dict[str, Any] = {"metrics": [wire.metric_json(m) for m in points[:limit]]}
         if len(points) > limit:
-            result["next_page_token"] = str(offset + limit)
+            result["next_page_token"] = wire.page_token(offset + limit)
         return result
 
     @post("/logged-models/search", status_code=200)

@@ -10,9 +10,9 @@ from litestar import Controller, delete, get, patch, post, put
 from registry.api.security import WRITER
 from registry.api.v1._common import Page, clamp_limit, iso
 from registry.api.v1.artifacts import FileOut
-from registry.db import Database
+from registry.db import Database, Session
 from registry.domain.models import Promotion, RegisteredModel
-from registry.services import aliases, models, versions
+from registry.services import aliases, gates, models, versions
 from registry.services.artifacts import ManifestEntry
 from registry.services.auth import Actor
 from registry.settings import Settings
@@ -67,6 +67,18 @@ class PromotionOut(msgspec.Struct):
     reason: str | None
     forced: bool
     created_at: str | None
+    gate_run_id: int | None = None
+
+
+class GateRunSummary(msgspec.Struct):
+    id: int
+    verdict: str
+    spec_digest: str
+    baseline_version: int | None
+    reveal: int
+    commit_sha: str | None
+    actor: str
+    created_at: str | None
 
 
 class VersionOut(msgspec.Struct):
@@ -83,6 +95,7 @@ class VersionOut(msgspec.Struct):
     tags: dict[str, str] = {}
     files: list[FileOut] = []
     promotions: list[PromotionOut] = []
+    gate_runs: list[GateRunSummary] = []
 
 
 class AliasIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -90,6 +103,8 @@ class AliasIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: str | None = None
     expect: int | None = None
     """Compare-and-swap: the version you believe the alias holds now (0 = it must not exist yet)."""
+    force: bool = False
+    """Move past a gate policy (maintainers only; needs a reason; audited)."""
 
 
 class RollbackIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -107,6 +122,7 @@ def render_promotion(p: Promotion) -> PromotionOut:
         reason=p.reason,
         forced=p.forced,
         created_at=iso(p.created_at),
+        gate_run_id=p.gate_run_id,
     )
 
 
@@ -114,7 +130,7 @@ def protected(settings: Settings) -> frozenset[str]:
     return frozenset(settings.protected_aliases)
 
 
-async def _render_model(session: Any, model: RegisteredModel) -> ModelOut:
+async def _render_model(session: Session, model: RegisteredModel) -> ModelOut:
     held = await aliases.list_for_model(session, model_id=model.id)
     return ModelOut(
         name=model.name,
@@ -131,7 +147,7 @@ async def _render_model(session: Any, model: RegisteredModel) -> ModelOut:
     )
 
 
-async def _render_version(session: Any, model_name: str, number: int) -> VersionOut:
+async def _render_version(session: Session, model_name: str, number: int) -> VersionOut:
     view = await versions.view(session, model_name=model_name, version=number)
     v = view.version
     history = await aliases.history(session, model_name=model_name, version=number)
@@ -149,6 +165,19 @@ async def _render_version(session: Any, model_name: str, number: int) -> Version
         tags=view.tags,
         files=[FileOut(path=f.path, sha256=f.sha256, size=f.size) for f in view.files],
         promotions=[render_promotion(p) for p in history],
+        gate_runs=[
+            GateRunSummary(
+                id=r.id,
+                verdict=r.verdict,
+                spec_digest=r.spec_digest,
+                baseline_version=r.baseline_version,
+                reveal=r.reveal,
+                commit_sha=r.commit_sha,
+                actor=r.actor,
+                created_at=iso(r.created_at),
+            )
+            for r in await gates.list_runs(session, model=view.model, version=number)
+        ],
     )
 
 
@@ -260,6 +289,7 @@ class ModelsController(Controller):
                 protected=protected(settings),
                 reason=data.reason,
                 expect=expect,
+                force=data.force,
             )
         if move.promotion is None:
             return {"alias": alias, "to_version": data.version, "changed": False}

@@ -63,6 +63,7 @@ def test_push_promote_show_rollback_pull(cli: Cli, tmp_path: Path) -> None:
         "actor": "test-maintainer",
         "reason": "better",
         "forced": False,
+        "gate_run_id": None,
         "created_at": None,
         "id": None,
     }

@@ -119,3 +119,29 @@ def test_unknown_routes_and_auth_speak_mlflow(mlflow_env: str, api_tokens: Token
     bad_type = httpx.post(f"{mlflow_env}/api/2.0/mlflow/runs/log-metric", headers=bearer(api_tokens.writer),
                           json={"run_id": "x", "key": "k", "value": "not-a-number"})
     assert bad_type.status_code == 400 and bad_type.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+
+
+def test_opaque_page_tokens_for_history_and_experiments(mlflow_env: str, api_tokens: Tokens) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_experiment(unique("pages"))
+    with mlflow.start_run() as run:
+        for step in range(5):
+            mlflow.log_metric("m", float(step), step=step)
+    headers = bearer(api_tokens.reader)
+    steps, token = [], None
+    while True:
+        params = {"run_id": run.info.run_id, "metric_key": "m", "max_results": 2} | ({"page_token": token} if token else {})
+        page = httpx.get(f"{mlflow_env}/api/2.0/mlflow/metrics/get-history", params=params, headers=headers).json()
+        steps += [m["step"] for m in page["metrics"]]
+        token = page.get("next_page_token")
+        if not token:
+            break
+        assert not token.isdigit()  # opaque, not a bare offset
+    assert steps == [0, 1, 2, 3, 4]
+    bad = httpx.get(f"{mlflow_env}/api/2.0/mlflow/metrics/get-history",
+                    params={"run_id": run.info.run_id, "metric_key": "m", "page_token": "garbage!"}, headers=headers)
+    assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    names = [e.name for e in MlflowClient().search_experiments(max_results=1)]
+    assert len(names) == 1
