@@ -37,7 +37,6 @@ Metric = Literal["accuracy", "f1_macro", "precision_macro", "recall_macro", "auc
 METRICS: tuple[Metric, ...] = ("accuracy", "f1_macro", "precision_macro", "recall_macro", "auc", "rmse", "mae")
 KINDS = ("proportion", "failure_budget", "paired_noninferiority", "bootstrap_threshold", "sequential")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_COMMON = ("id", "kind", "description", "where", "alpha", "power", "seed", "on_inconclusive", "on_error")
 
 
 @dataclass(frozen=True, kw_only=True)
