@@ -10,7 +10,7 @@ to upgrade to a write; reads use their own pool and never block under WAL.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -73,6 +73,8 @@ class Database:
             )
             self.read_engine = self.write_engine
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
+        self.on_commit: list[Callable[[], None]] = []
+        """Called after a write transaction that recorded outbox events commits (wakes the dispatcher)."""
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
 
     @property
@@ -81,9 +83,15 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A read-write transaction: committed when the block ends, rolled back if it raises."""
-        async with self._writer() as session, session.begin():
-            yield session
+        """A read-write transaction: committed when the block ends, rolled back if it raises.
+
+        Side effects wait for the commit: ``on_commit`` callbacks run only after it succeeded."""
+        async with self._writer() as session:
+            async with session.begin():
+                yield session
+            if session.info.pop("outbox_written", False):
+                for callback in self.on_commit:
+                    callback()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:

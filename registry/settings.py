@@ -7,10 +7,12 @@ time; callers construct ``Settings()`` (reads the environment) or ``Settings(...
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -34,16 +36,48 @@ class Settings(BaseSettings):
     """JSON request bodies above this size get 413."""
     max_upload_bytes: int = 1024**4
     """Streamed artifact/blob uploads above this size get 413."""
-    protected_aliases: list[str] = Field(default_factory=lambda: ["production"])
+    # NoDecode: list settings come from the environment as comma-separated text (or a JSON list).
+    protected_aliases: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["production"])
     db_pool_size: int = 10
     create_admin_token: bool = True
     """On start with no tokens at all, create an admin token and print it once."""
 
+    # Webhooks and automations.
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0, 86400.0]
+    )
+    """Seconds before each attempt (the first is immediate); about 3 days in all, ±10% jitter."""
+    webhook_timeout_seconds: float = 15.0
+    webhook_allow_private: bool = False
+    """Allow http:// and loopback/private addresses (local use and tests); never in production."""
+    webhook_lock_seconds: float = 60.0
+    """A claimed delivery or job whose worker died is retried after this long."""
+    webhook_disable_after_days: float = 5.0
+    webhook_rotation_overlap_hours: float = 24.0
+    dispatcher_enabled: bool = True
+    dispatcher_poll_seconds: float = 0.5
+    dispatcher_concurrency: int = 64
+    scheduler_enabled: bool = True
+    reap_interval_seconds: float = 5.0
+    instance_name: str | None = None
+    """Identity of this replica in claims and locks (default: host:pid)."""
+
     @field_validator("protected_aliases", mode="before")
     @classmethod
     def _split_csv(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip().startswith("["):
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _split_floats(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [float(part) for part in value.split(",") if part.strip()]
         return value
 
     @property
@@ -57,6 +91,13 @@ class Settings(BaseSettings):
         if self.blob_store_url:
             return self.blob_store_url
         return (self.data_dir / "blobs").resolve().as_uri()
+
+    @property
+    def instance(self) -> str:
+        import os
+        import socket
+
+        return self.instance_name or f"{socket.gethostname()}:{os.getpid()}"
 
     @property
     def tmp_dir(self) -> Path:

@@ -14,7 +14,7 @@ import registry
 from registry.api import mlflow
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.api.security import authenticate, current_actor
-from registry.api.v1 import artifacts, gates, models, runs, system, tokens
+from registry.api.v1 import artifacts, automations, gates, models, runs, system, tokens, webhooks
 from registry.db import Database
 from registry.settings import Settings
 from registry.storage import BlobStore, open_store
@@ -28,9 +28,21 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # Background work of this replica: the outbox dispatcher and the slot-claiming scheduler.
+        from automations import scheduler
+        from automations.dispatcher import Dispatcher
+
+        dispatcher = Dispatcher(database, blobs, settings) if settings.dispatcher_enabled else None
+        jobs = scheduler.start(database, settings, me=settings.instance) if settings.scheduler_enabled else None
+        if dispatcher is not None:
+            dispatcher.start()
         try:
             yield
         finally:
+            if jobs is not None:
+                jobs.shutdown(wait=False)
+            if dispatcher is not None:
+                await dispatcher.stop()
             if owns_store:
                 await blobs.close()
             if owns_db:
@@ -50,11 +62,13 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
             artifacts.ArtifactVersionsController,
             models.ModelsController,
             gates.GatesController,
+            webhooks.WebhooksController,
+            automations.AutomationsController,
         ],
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[system.health, api_v1, *mlflow.routers()],
+        route_handlers=[system.health, api_v1, automations.hooks_router, *mlflow.routers()],
         dependencies={
             "db": Provide(lambda: database, sync_to_thread=False),
             "store": Provide(lambda: blobs, sync_to_thread=False),

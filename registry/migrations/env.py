@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import automations.domain  # noqa: F401  (its tables live on the same metadata)
 from registry.domain import Base
 
 config = context.config

@@ -35,6 +35,7 @@ async def record(
     event = Event(id=f"evt_{uuid.uuid4().hex}", type=type, subject=subject, actor=actor, data=data, model=model)
     session.add(event)
     await session.flush()
+    session.info["outbox_written"] = True  # the boundary wakes outbox consumers after commit
     return event
 
 

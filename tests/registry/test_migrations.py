@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 
+import automations.domain  # noqa: F401  (all tables on one metadata)
 from registry.db import Database
 from registry.domain import Base
 from registry.domain.experiments import Experiment

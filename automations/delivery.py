@@ -1,0 +1,255 @@
+"""Claim due deliveries, send them signed, record each attempt and decide what happens next.
+
+At least once: a delivery is claimed (status ``delivering`` with a lease) before it is sent; if the process
+dies before the outcome is recorded, the lease runs out, the reaper makes it ``pending`` again and it is sent
+again with the same ``webhook-id`` (the receiver's idempotency key). Replicas never claim the same row:
+``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import registry
+from automations import signing, ssrf
+from automations.domain import Delivery, DeliveryAttempt, Webhook
+from automations.webhooks import disable_automatically, signing_secrets
+from registry.domain.base import utcnow
+from registry.domain.events import Event
+from registry.services._sql import dialect
+from registry.settings import Settings
+
+USER_AGENT = f"modelkeep-webhooks/{registry.__version__}"
+EXCERPT = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    delivery_id: int
+    attempt_no: int
+    webhook_id: int
+    url: str
+    secrets: list[str]
+    event_id: str
+    event_type: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    started_at: datetime
+    duration_ms: int
+    status_code: int | None = None
+    error: str | None = None
+    excerpt: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+def body_of(event: Event) -> bytes:
+    """The exact bytes sent (and signed) for an event: deterministic, so every retry sends the same body.
+    ``data.sequence`` (the outbox seq) increases per resource, so receivers can drop stale updates."""
+    payload = {
+        "type": event.type,
+        "timestamp": event.created_at.isoformat().replace("+00:00", "Z"),
+        "id": event.id,
+        "data": {**event.data, "sequence": event.seq},
+    }
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
+
+
+async def claim(session: AsyncSession, *, me: str, limit: int, lock: timedelta) -> list[Claimed]:
+    now = utcnow()
+    due = (
+        select(Delivery.id)
+        .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    if dialect(session) == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    ids = list(
+        await session.scalars(
+            update(Delivery)
+            .where(Delivery.id.in_(due.scalar_subquery()))
+            .values(status="delivering", locked_by=me, locked_until=now + lock, updated_at=now)
+            .returning(Delivery.id)
+        )
+    )
+    if not ids:
+        return []
+    rows = await session.execute(
+        select(Delivery, Webhook, Event)
+        .join(Webhook, Webhook.id == Delivery.webhook_id)
+        .join(Event, Event.seq == Delivery.event_seq)
+        .where(Delivery.id.in_(ids))
+    )
+    return [
+        Claimed(
+            delivery_id=d.id,
+            attempt_no=d.attempts + 1,
+            webhook_id=w.id,
+            url=w.url,
+            secrets=signing_secrets(w, now),
+            event_id=e.id,
+            event_type=e.type,
+            body=body_of(e),
+        )
+        for d, w, e in rows.all()
+    ]
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - utcnow()).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+async def send(client: httpx.AsyncClient, item: Claimed, *, settings: Settings) -> Outcome:
+    """POST one signed delivery. Never raises: every failure becomes an Outcome."""
+    started, clock = utcnow(), time.perf_counter()
+
+    def done(**kwargs: Any) -> Outcome:
+        return Outcome(started_at=started, duration_ms=int((time.perf_counter() - clock) * 1000), **kwargs)
+
+    try:
+        await ssrf.check_destination(item.url, allow_private=settings.webhook_allow_private)
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-event-type": item.event_type,
+            **signing.headers(item.secrets, item.event_id, item.body),
+        }
+        response = await client.post(
+            item.url,
+            content=item.body,
+            headers=headers,
+            timeout=settings.webhook_timeout_seconds,
+            follow_redirects=False,
+        )
+    except ssrf.Blocked as exc:
+        return done(error=f"blocked: {exc}")
+    except httpx.TimeoutException:
+        return done(error=f"timeout after {settings.webhook_timeout_seconds:g}s")
+    except httpx.ConnectError as exc:
+        return done(error=f"connection failed: {exc}")
+    except httpx.HTTPError as exc:
+        return done(error=f"{exc.__class__.__name__}: {exc}")
+    return done(
+        status_code=response.status_code,
+        excerpt=response.text[:EXCERPT],
+        retry_after=_retry_after(response.headers.get("retry-after")),
+    )
+
+
+def next_delay(settings: Settings, attempts_made: int, retry_after: float | None) -> float | None:
+    """Seconds until the next attempt, or None when the schedule is exhausted (±10% jitter; a longer
+    ``Retry-After`` from the receiver wins)."""
+    schedule = settings.webhook_retry_schedule
+    if attempts_made >= len(schedule):
+        return None
+    delay = schedule[attempts_made] * random.uniform(0.9, 1.1)
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+async def record(session: AsyncSession, results: list[tuple[Claimed, Outcome]], *, me: str, settings: Settings) -> None:
+    """Store attempts and move each delivery on (succeeded / retry later / failed); 410 disables the endpoint."""
+    now = utcnow()
+    deliveries = {
+        d.id: d
+        for d in await session.scalars(
+            select(Delivery)
+            .where(Delivery.id.in_([c.delivery_id for c, _ in results]))
+            .execution_options(populate_existing=True)
+        )
+    }
+    hooks = {
+        w.id: w
+        for w in await session.scalars(select(Webhook).where(Webhook.id.in_({c.webhook_id for c, _ in results})))
+    }
+    for item, outcome in results:
+        session.add(
+            DeliveryAttempt(
+                delivery_id=item.delivery_id,
+                attempt_no=item.attempt_no,
+                started_at=outcome.started_at,
+                duration_ms=outcome.duration_ms,
+                status_code=outcome.status_code,
+                error=outcome.error,
+                response_excerpt=outcome.excerpt,
+            )
+        )
+        delivery, hook = deliveries.get(item.delivery_id), hooks.get(item.webhook_id)
+        if delivery is None or hook is None or delivery.status != "delivering" or delivery.locked_by != me:
+            continue  # our lease ran out and the delivery moved on; the attempt is still on record
+        delivery.attempts = item.attempt_no
+        delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error
+        delivery.last_latency_ms, delivery.locked_by, delivery.locked_until = outcome.duration_ms, None, None
+        delivery.updated_at = now
+        if outcome.ok:
+            delivery.status, delivery.succeeded_at, delivery.next_attempt_at = "succeeded", now, None
+            hook.last_success_at, hook.failing_since = now, None
+            continue
+        hook.failing_since = hook.failing_since or now
+        if outcome.status_code == 410:
+            delivery.status, delivery.next_attempt_at = "failed", None
+            if hook.enabled:
+                await disable_automatically(session, hook=hook, reason="receiver answered 410 Gone")
+            continue
+        delay = next_delay(settings, item.attempt_no, outcome.retry_after)
+        if delay is None:
+            delivery.status, delivery.next_attempt_at = "failed", None
+        else:
+            delivery.status, delivery.next_attempt_at = "pending", now + timedelta(seconds=delay)
+    await session.flush()
+
+
+async def reap(session: AsyncSession) -> int:
+    """Return deliveries whose worker vanished (lease expired) to ``pending``."""
+    now = utcnow()
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.status == "delivering", Delivery.locked_until < now)
+        .values(status="pending", locked_by=None, locked_until=None, next_attempt_at=now, updated_at=now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def disable_failing(session: AsyncSession, *, settings: Settings) -> int:
+    """Disable endpoints that have had nothing but failures for days and have exhausted a delivery."""
+    cutoff = utcnow() - timedelta(days=settings.webhook_disable_after_days)
+    hooks = list(
+        await session.scalars(select(Webhook).where(Webhook.enabled.is_(True), Webhook.failing_since < cutoff))
+    )
+    disabled = 0
+    for hook in hooks:
+        exhausted = await session.scalar(
+            select(Delivery.id).where(Delivery.webhook_id == hook.id, Delivery.status == "failed").limit(1)
+        )
+        if exhausted is not None:
+            await disable_automatically(
+                session,
+                hook=hook,
+                reason=f"only failures since {hook.failing_since.isoformat() if hook.failing_since else '?'}",
+            )
+            disabled += 1
+    return disabled

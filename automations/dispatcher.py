@@ -1,0 +1,148 @@
+"""The per-process worker loop: fan out new events, send due deliveries, run queued actions.
+
+Every replica runs one. It wakes right after this process commits an event (``Database.on_commit``) and
+otherwise polls every ``dispatcher_poll_seconds`` (events committed by other replicas). Deliveries are
+sent concurrently (``dispatcher_concurrency``) and their outcomes written back in batches, so a slow
+receiver occupies one slot, not the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+import httpx
+
+from automations import actions, delivery, fanout
+from registry.db import Database
+from registry.errors import RegistryError
+from registry.settings import Settings
+from registry.storage import BlobStore
+
+log = logging.getLogger("automations.dispatcher")
+RECORD_BATCH = 200
+JOB_CONCURRENCY = 2
+
+
+class Dispatcher:
+    def __init__(
+        self, db: Database, store: BlobStore, settings: Settings, *, client: httpx.AsyncClient | None = None
+    ) -> None:
+        self.db, self.store, self.settings = db, store, settings
+        self.me = settings.instance
+        self.lock = timedelta(seconds=settings.webhook_lock_seconds)
+        self._client = client or httpx.AsyncClient(
+            limits=httpx.Limits(
+                max_connections=settings.dispatcher_concurrency,
+                max_keepalive_connections=settings.dispatcher_concurrency,
+            ),
+            trust_env=False,
+        )
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.dispatcher_concurrency)
+        self._job_slots = asyncio.Semaphore(JOB_CONCURRENCY)
+        self._results: asyncio.Queue[tuple[delivery.Claimed, delivery.Outcome]] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._main: asyncio.Task[None] | None = None
+        self._recorder: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self.db.on_commit.append(self.wake)
+        self._main = asyncio.create_task(self._run(), name="modelkeep-dispatcher")
+        self._recorder = asyncio.create_task(self._record_loop(), name="modelkeep-recorder")
+
+    async def stop(self) -> None:
+        if self.wake in self.db.on_commit:
+            self.db.on_commit.remove(self.wake)
+        for task in (self._main, self._recorder, *self._tasks):
+            if task is not None:
+                task.cancel()
+        for task in (self._main, self._recorder, *self._tasks):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        await self._client.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep delivering: a bad row must not stop every other delivery
+                log.exception("dispatcher tick failed")
+                busy = False
+            if not busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatcher_poll_seconds)
+                self._wake.clear()
+
+    async def tick(self) -> bool:
+        """One round; True when there may be more work right away."""
+        async with self.db.write() as session:
+            fanned = await fanout.fan_out(session)
+        free = self._free_slots()
+        claimed: list[delivery.Claimed] = []
+        if free:
+            async with self.db.write() as session:
+                claimed = await delivery.claim(session, me=self.me, limit=min(free, 500), lock=self.lock)
+            for item in claimed:
+                await self._slots.acquire()
+                self._spawn(self._deliver(item))
+        jobs: list[actions.ClaimedJob] = []
+        if not self._job_slots.locked():
+            async with self.db.write() as session:
+                jobs = await actions.claim(session, me=self.me, limit=JOB_CONCURRENCY, lock=self.lock)
+            for job in jobs:
+                await self._job_slots.acquire()
+                self._spawn(self._run_job(job))
+        return bool(fanned or len(claimed) >= 500)
+
+    def _free_slots(self) -> int:
+        return self.settings.dispatcher_concurrency - (len([t for t in self._tasks if not t.done()]))
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, item: delivery.Claimed) -> None:
+        try:
+            outcome = await delivery.send(self._client, item, settings=self.settings)
+            await self._results.put((item, outcome))
+        finally:
+            self._slots.release()
+
+    async def _record_loop(self) -> None:
+        while True:
+            batch = [await self._results.get()]
+            while len(batch) < RECORD_BATCH and not self._results.empty():
+                batch.append(self._results.get_nowait())
+            try:
+                async with self.db.write() as session:
+                    await delivery.record(session, batch, me=self.me, settings=self.settings)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the leases expire and the reaper requeues these deliveries
+                log.exception("recording %d delivery outcomes failed", len(batch))
+            self.wake()  # failures may be due again soon; successes free slots
+
+    async def _run_job(self, job: actions.ClaimedJob) -> None:
+        try:
+            result, error = None, None
+            try:
+                result = await actions.execute(self.db, self.store, self.settings, job)
+            except RegistryError as exc:
+                error = exc
+            except Exception as exc:
+                log.exception("automation job %s failed", job.id)
+                error = RegistryError(f"internal error: {exc.__class__.__name__}")
+            async with self.db.write() as session:
+                await actions.finish(session, job_id=job.id, me=self.me, result=result, error=error)
+        finally:
+            self._job_slots.release()

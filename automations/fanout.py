@@ -1,0 +1,111 @@
+"""Events → deliveries and rule jobs.
+
+Consumes the outbox in ``seq`` order behind a cursor that advances in the same transaction as the rows it
+creates, so every committed event is fanned out exactly once even across crashes and replicas. ``seq``
+increases in commit order (see ``registry.services.events``), so the cursor never skips a late commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from automations.domain import AutomationJob, AutomationRule, Delivery, OutboxCursor, Webhook
+from automations.webhooks import ALL
+from registry.domain.base import utcnow
+from registry.domain.events import Event
+from registry.services._sql import dialect, upsert
+
+CURSOR = "automations"
+
+
+def webhook_wants(hook: Webhook, event: Event) -> bool:
+    if event.type == "webhook.test":
+        return bool(event.data.get("webhook_id") == hook.id)
+    if hook.created_at > event.created_at:
+        return False  # subscribed after the event happened
+    if ALL not in hook.event_types and event.type not in hook.event_types:
+        return False
+    return hook.model is None or hook.model == event.model
+
+
+def rule_matches(rule: AutomationRule, event: Event) -> bool:
+    if rule.on_event != event.type or (rule.model is not None and rule.model != event.model):
+        return False
+    if rule.created_at > event.created_at:
+        return False
+    for key, expected in (rule.conditions or {}).items():
+        actual = event.data.get(key)
+        allowed = expected if isinstance(expected, list) else [expected]
+        if actual not in allowed:
+            return False
+    return True
+
+
+async def _cursor(session: AsyncSession) -> OutboxCursor | None:
+    """Lock the cursor row; None if another replica holds it right now (it is fanning out)."""
+    await session.execute(upsert(session, OutboxCursor).values(name=CURSOR, seq=0).on_conflict_do_nothing())
+    query = select(OutboxCursor).where(OutboxCursor.name == CURSOR).execution_options(populate_existing=True)
+    if dialect(session) == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return await session.scalar(query)
+
+
+async def fan_out(session: AsyncSession, *, batch: int = 1000) -> int:
+    """Create deliveries and rule jobs for the next events; returns how many events were consumed."""
+    cursor = await _cursor(session)
+    if cursor is None:
+        return 0
+    pending = list(await session.scalars(select(Event).where(Event.seq > cursor.seq).order_by(Event.seq).limit(batch)))
+    if not pending:
+        return 0
+    hooks = list(await session.scalars(select(Webhook).where(Webhook.enabled.is_(True))))
+    rules = list(await session.scalars(select(AutomationRule).where(AutomationRule.enabled.is_(True))))
+    now = utcnow()
+    deliveries: list[dict[str, Any]] = []
+    for event in pending:
+        for hook in hooks:
+            if webhook_wants(hook, event):
+                deliveries.append(
+                    {
+                        "event_seq": event.seq,
+                        "webhook_id": hook.id,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+        for rule in rules:
+            if rule_matches(rule, event):
+                session.add(
+                    AutomationJob(
+                        kind=rule.action,
+                        params=job_params(rule, event),
+                        rule_id=rule.id,
+                        event_seq=event.seq,
+                        actor=f"rule:{rule.name}",
+                        role=rule.role,
+                        next_attempt_at=now,
+                    )
+                )
+    if deliveries:
+        await session.execute(upsert(session, Delivery).values(deliveries).on_conflict_do_nothing())
+    cursor.seq = pending[-1].seq
+    await session.flush()
+    return len(pending)
+
+
+def job_params(rule: AutomationRule, event: Event) -> dict[str, Any]:
+    """What the job acts on: the event's model and version, plus the rule's own parameters."""
+    params = dict(rule.params or {})
+    params.setdefault("model", event.model)
+    if "version" in event.data:
+        params.setdefault("version", event.data["version"])
+    params["event"] = {"type": event.type, "id": event.id, "seq": event.seq}
+    if "gate_run_id" in event.data:
+        params["gate_run_id"] = event.data["gate_run_id"]
+    return params

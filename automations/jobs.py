@@ -1,0 +1,21 @@
+"""Scheduled maintenance jobs (idempotent; each runs in its own transaction)."""
+
+from __future__ import annotations
+
+from automations import actions, delivery
+from registry.db import Database
+from registry.settings import Settings
+
+
+async def reap_stale_locks(db: Database, settings: Settings) -> str:
+    """Deliveries and jobs whose worker died (lease expired) become pending again."""
+    async with db.write() as session:
+        deliveries = await delivery.reap(session)
+        jobs = await actions.reap(session)
+    return f"requeued {deliveries} deliveries, {jobs} jobs"
+
+
+async def disable_failing_webhooks(db: Database, settings: Settings) -> str:
+    async with db.write() as session:
+        count = await delivery.disable_failing(session, settings=settings)
+    return f"disabled {count} endpoints"

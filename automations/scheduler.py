@@ -1,0 +1,93 @@
+"""Periodic jobs in every replica (APScheduler 3.11, in-memory), each run claiming its time slot in the
+database so that, however many replicas fire, exactly one runs it.
+
+APScheduler 3.x has no cross-process coordination (a shared job store would run jobs twice), so every
+replica schedules the same jobs on epoch-aligned slots and the ``scheduler_slots`` primary key decides who
+runs: ``INSERT … ON CONFLICT DO NOTHING`` affects one row for the winner and none for everybody else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from automations import jobs
+from automations.domain import SchedulerSlot
+from registry.db import Database
+from registry.domain.base import utcnow
+from registry.services._sql import upsert
+from registry.settings import Settings
+
+log = logging.getLogger("automations.scheduler")
+JobFn = Callable[[Database, Settings], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    name: str
+    seconds: float
+    fn: JobFn
+
+
+def schedule(settings: Settings) -> tuple[Periodic, ...]:
+    """The one place that maps job functions to schedules."""
+    return (
+        Periodic("deliveries.reap_stale_locks", settings.reap_interval_seconds, jobs.reap_stale_locks),
+        Periodic("webhooks.disable_failing", 60.0, jobs.disable_failing_webhooks),
+    )
+
+
+def slot_of(seconds: float, now: float | None = None) -> datetime:
+    current = time.time() if now is None else now
+    return datetime.fromtimestamp(math.floor(current / seconds) * seconds, UTC)
+
+
+async def claim_slot(db: Database, *, job: str, slot: datetime, me: str) -> bool:
+    async with db.write() as session:
+        result = await session.execute(
+            upsert(session, SchedulerSlot).values(job=job, slot_start=slot, claimed_by=me).on_conflict_do_nothing()
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+
+async def run_once(db: Database, settings: Settings, periodic: Periodic, *, me: str) -> bool:
+    """Run ``periodic`` for the current slot if this replica wins the claim. Returns whether it ran."""
+    slot = slot_of(periodic.seconds)
+    if not await claim_slot(db, job=periodic.name, slot=slot, me=me):
+        log.debug("slot %s of %s already claimed elsewhere", slot.isoformat(), periodic.name)
+        return False
+    try:
+        outcome = await periodic.fn(db, settings)
+    except Exception as exc:  # a failed run is recorded, and the next slot tries again
+        log.exception("scheduled job %s failed", periodic.name)
+        outcome = f"error: {exc.__class__.__name__}: {exc}"
+    async with db.write() as session:
+        row = await session.get(SchedulerSlot, (periodic.name, slot))
+        if row is not None:
+            row.finished_at, row.outcome = utcnow(), outcome[:2000]
+    log.info("scheduled job %s ran for slot %s on %s: %s", periodic.name, slot.isoformat(), me, outcome)
+    return True
+
+
+def start(db: Database, settings: Settings, *, me: str) -> AsyncIOScheduler:
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    for periodic in schedule(settings):
+        scheduler.add_job(
+            run_once,
+            IntervalTrigger(seconds=periodic.seconds, start_date=datetime(2000, 1, 1, tzinfo=UTC)),
+            args=(db, settings, periodic),
+            kwargs={"me": me},
+            id=periodic.name,
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=max(1, int(periodic.seconds / 2)),
+        )
+    scheduler.start()
+    return scheduler

@@ -1,0 +1,195 @@
+"""Automation rules, the action queue, inbound triggers, and the signed inbound gate-run hook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Router, delete, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from automations import actions, rules, triggers
+from automations.domain import AutomationJob, AutomationRule
+from registry.api.security import MAINTAINER, authenticate
+from registry.api.v1._common import iso
+from registry.db import Database
+from registry.domain.auth import Role
+from registry.errors import Forbidden, InvalidInput, Unauthenticated
+from registry.services.auth import Actor, require
+
+
+class RulesIn(msgspec.Struct, forbid_unknown_fields=True):
+    yaml: str
+    """The rules file's text."""
+
+
+class RuleOut(msgspec.Struct):
+    name: str
+    on: str
+    model: str | None
+    conditions: dict[str, Any]
+    action: str
+    params: dict[str, Any]
+    role: str
+    enabled: bool
+    created_by: str
+    updated_at: str | None
+
+
+class JobOut(msgspec.Struct):
+    id: int
+    kind: str
+    status: str
+    params: dict[str, Any]
+    actor: str
+    attempts: int
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: str | None
+    updated_at: str | None
+
+
+class TriggerIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    model: str | None = None
+
+
+class GateRunRequest(msgspec.Struct, forbid_unknown_fields=True):
+    model: str
+    version: int
+    alias: str | None = None
+    spec: str | None = None
+    commit_sha: str | None = None
+
+
+def render_rule(r: AutomationRule) -> RuleOut:
+    return RuleOut(
+        name=r.name,
+        on=r.on_event,
+        model=r.model,
+        conditions=r.conditions,
+        action=r.action,
+        params=r.params,
+        role=r.role,
+        enabled=r.enabled,
+        created_by=r.created_by,
+        updated_at=iso(r.updated_at),
+    )
+
+
+def render_job(j: AutomationJob) -> JobOut:
+    return JobOut(
+        id=j.id,
+        kind=j.kind,
+        status=j.status,
+        params=j.params,
+        actor=j.actor,
+        attempts=j.attempts,
+        result=j.result,
+        error=j.error,
+        created_at=iso(j.created_at),
+        updated_at=iso(j.updated_at),
+    )
+
+
+class AutomationsController(Controller):
+    path = "/automations"
+
+    @post("/rules", guards=MAINTAINER, status_code=200)
+    async def apply(self, data: RulesIn, db: Database, actor: Actor) -> list[RuleOut]:
+        specs = rules.parse(data.yaml)
+        async with db.write() as session:
+            return [render_rule(r) for r in await rules.apply(session, specs=specs, actor=actor)]
+
+    @get("/rules")
+    async def list_rules(self, db: Database) -> list[RuleOut]:
+        async with db.read() as session:
+            return [render_rule(r) for r in await rules.list_rules(session)]
+
+    @delete("/rules/{name:str}", guards=MAINTAINER, status_code=200)
+    async def remove_rule(self, name: str, db: Database, actor: Actor) -> dict[str, Any]:
+        async with db.write() as session:
+            await rules.remove(session, name=name, actor=actor)
+        return {"name": name, "removed": True}
+
+    @get("/jobs")
+    async def list_jobs(self, db: Database, status: str | None = None, limit: int = 100) -> list[JobOut]:
+        async with db.read() as session:
+            return [render_job(j) for j in await actions.list_jobs(session, status=status, limit=min(limit, 1000))]
+
+    @get("/jobs/{job_id:int}")
+    async def get_job(self, job_id: int, db: Database) -> JobOut:
+        async with db.read() as session:
+            return render_job(await actions.get(session, job_id=job_id))
+
+    @post("/triggers", guards=MAINTAINER, status_code=201)
+    async def create_trigger(self, data: TriggerIn, db: Database, actor: Actor) -> dict[str, Any]:
+        async with db.write() as session:
+            trigger, secret = await triggers.create(session, name=data.name, model=data.model, actor=actor)
+        return {"name": trigger.name, "model": trigger.model, "secret": secret}
+
+    @get("/triggers")
+    async def list_triggers(self, db: Database) -> list[dict[str, Any]]:
+        async with db.read() as session:
+            return [
+                {
+                    "name": t.name,
+                    "model": t.model,
+                    "enabled": t.enabled,
+                    "created_by": t.created_by,
+                    "created_at": iso(t.created_at),
+                }
+                for t in await triggers.list_triggers(session)
+            ]
+
+    @delete("/triggers/{name:str}", guards=MAINTAINER, status_code=200)
+    async def remove_trigger(self, name: str, db: Database, actor: Actor) -> dict[str, Any]:
+        async with db.write() as session:
+            await triggers.remove(session, name=name, actor=actor)
+        return {"name": name, "removed": True}
+
+
+async def token_or_signature(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard: a bearer token (writer), or a Standard Webhooks signature by an inbound trigger's secret."""
+    if connection.headers.get("authorization"):
+        await authenticate(connection, handler)
+        require(connection.state.actor, Role.writer, action="requesting a gate run")
+        return
+    if not connection.headers.get("webhook-signature"):
+        raise Unauthenticated("send a bearer token, or sign the request with a trigger secret (Standard Webhooks)")
+    body = await Request(connection.scope, connection.receive).body()
+    db: Database = connection.app.state.db
+    async with db.read() as session:
+        trigger = await triggers.verify(session, headers=dict(connection.headers), body=body)
+    if trigger is None:
+        raise Unauthenticated("the signature matches no trigger secret, or its timestamp is too old")
+    connection.state.actor = Actor(name=f"trigger:{trigger.name}", role=Role.writer)
+    connection.state.trigger_model = trigger.model
+
+
+@post("/gate-runs", guards=[token_or_signature], status_code=202)
+async def request_gate_run(request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
+    """Queue a gate run of a version (against an alias' gate policy or an inline spec); poll the job."""
+    try:
+        data = msgspec.json.decode(await request.body(), type=GateRunRequest)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidInput(f"invalid request: {exc}") from None
+    actor: Actor = request.state.actor
+    scoped = getattr(request.state, "trigger_model", None)
+    if scoped is not None and scoped != data.model:
+        raise Forbidden(f"this trigger may only request gate runs for {scoped!r}")
+    async with db.write() as session:
+        job = await actions.enqueue_gate_run(
+            session,
+            model=data.model,
+            version=data.version,
+            actor=actor,
+            alias=data.alias,
+            spec=data.spec,
+            commit_sha=data.commit_sha,
+        )
+    return {"job_id": job.id, "status": job.status, "poll": f"/api/v1/automations/jobs/{job.id}"}
+
+
+hooks_router = Router(path="/api/v1/hooks", route_handlers=[request_gate_run])
