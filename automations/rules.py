@@ -53,6 +53,8 @@ def _rule(raw: Any, index: int) -> RuleSpec:
     where = f"rules[{index}]"
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where}: each rule is a mapping")
+    # YAML 1.1 reads a bare `on:` key as the boolean True; take it back as the word users wrote.
+    raw = {("on" if key is True else str(key)): value for key, value in raw.items()}
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         raise InvalidInput(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_KEYS))}")

@@ -205,6 +205,7 @@ def stop_server(server: LiveServer) -> None:
 @pytest.fixture(scope="session")
 def live_server(database_url: str, data_dir: Path, api_tokens: Tokens) -> Iterator[LiveServer]:
     """A real `registry serve` process on loopback, on this backend's database."""
-    server = start_server(database_url, data_dir)
+    # Loopback webhook receivers in tests need http:// and 127.0.0.1, which production refuses by default.
+    server = start_server(database_url, data_dir, extra_env={"MODELKEEP_WEBHOOK_ALLOW_PRIVATE": "true"})
     yield server
     stop_server(server)

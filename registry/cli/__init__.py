@@ -7,7 +7,7 @@ import sys
 import typer
 
 from registry import errors
-from registry.cli import aliases, gates, models, server, tokens, versions
+from registry.cli import aliases, automations, gates, models, server, tokens, versions, webhooks
 from registry.cli._common import EXIT_FAILED, EXIT_USAGE, err, exit_code, hint_for
 
 app = typer.Typer(
@@ -27,6 +27,8 @@ app.command("pull")(versions.pull)
 app.command("promote")(aliases.promote)
 app.command("rollback")(aliases.rollback)
 app.add_typer(gates.app, name="gate")
+app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(automations.app, name="automations")
 
 
 def main(argv: list[str] | None = None) -> int:
