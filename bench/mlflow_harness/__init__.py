@@ -1,0 +1,1 @@
+"""Helpers for bench/bench_mlflow.py: load client, server processes, seeding/workloads, report."""
