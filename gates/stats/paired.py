@@ -153,5 +153,9 @@ def paired_plan(
     za = float(special.ndtri(1.0 - alpha))
     zb = float(special.ndtri(power))
     root = za * math.sqrt(v0) + zb * math.sqrt(v1)
-    needed = max(1, math.ceil((root / gap) ** 2))
-    return needed, ("pass" if gap > 0 else "fail")
+    toward = "pass" if gap > 0 else "fail"
+    try:
+        needed = max(1, math.ceil((root / gap) ** 2))
+    except OverflowError:  # a gap of ~1e-150 or less: no finite plan can separate it from the margin
+        return None, toward
+    return needed, toward
