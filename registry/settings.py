@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # NoDecode: list settings come from the environment as comma-separated text (or a JSON list).
     protected_aliases: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["production"])
     db_pool_size: int = 10
+    auth_cache_seconds: float = 2.0
+    """How long a verified token is trusted without a lookup (0: check every request). A revocation made
+    outside this process (another replica, the CLI on the database) takes effect within this time."""
     create_admin_token: bool = True
     """On start with no tokens at all, create an admin token and print it once."""
 

@@ -13,7 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 import registry
 from registry.api import mlflow
 from registry.api.errors import EXCEPTION_HANDLERS
-from registry.api.security import authenticate, current_actor
+from registry.api.security import TokenCache, authenticate, current_actor
 from registry.api.v1 import artifacts, automations, gates, models, runs, system, tokens, webhooks
 from registry.db import Database
 from registry.settings import Settings
@@ -91,6 +91,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
     app.state.db = database
     app.state.store = blobs
     app.state.settings = settings
+    app.state.token_cache = TokenCache(settings.auth_cache_seconds)
     return app
 
 

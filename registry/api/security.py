@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,17 +16,58 @@ from registry.services import tokens
 from registry.services.auth import Actor, require
 
 
+class TokenCache:
+    """Recently verified tokens, so a busy client does not cost a token lookup per request.
+
+    Entries live ``ttl`` seconds (``MODELKEEP_AUTH_CACHE_SECONDS``; 0 disables the cache) and never past the
+    token's own expiry. A revocation made through this process clears the cache at once; one made elsewhere
+    (another replica, `registry token revoke` on the database) takes effect within ``ttl``.
+    """
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[Actor, float]] = {}
+
+    def get(self, raw: str) -> Actor | None:
+        found = self._entries.get(raw)
+        if found is None:
+            return None
+        if found[1] <= time.monotonic():
+            self._entries.pop(raw, None)
+            return None
+        return found[0]
+
+    def put(self, raw: str, actor: Actor, expires_in: float | None) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        ttl = self.ttl if expires_in is None else min(self.ttl, expires_in)
+        self._entries[raw] = (actor, time.monotonic() + ttl)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """Guard: resolve ``Authorization: Bearer <token>`` to an Actor stored on the connection state."""
     header = connection.headers.get("authorization")
     if not header:
         raise Unauthenticated("missing token: send 'Authorization: Bearer <token>' (see `registry token create`)")
     scheme, _sep, raw = header.partition(" ")
-    if scheme.lower() != "bearer" or not raw.strip():
+    raw = raw.strip()
+    if scheme.lower() != "bearer" or not raw:
         raise Unauthenticated("expected 'Authorization: Bearer <token>'")
-    db: Database = connection.app.state.db
-    async with db.read() as session:
-        connection.state.actor = await tokens.authenticate(session, raw.strip())
+    cache: TokenCache = connection.app.state.token_cache
+    actor = cache.get(raw)
+    if actor is None:
+        db: Database = connection.app.state.db
+        async with db.read() as session:
+            actor, expires_in = await tokens.authenticate_with_expiry(session, raw)
+        cache.put(raw, actor, expires_in)
+    connection.state.actor = actor
 
 
 def requires(role: Role) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:

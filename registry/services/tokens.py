@@ -112,6 +112,13 @@ async def revoke(session: AsyncSession, *, name: str, actor: Actor) -> ApiToken:
 
 async def authenticate(session: AsyncSession, raw: str, *, now: datetime | None = None) -> Actor:
     """Resolve a bearer token to its actor. Raises Unauthenticated for unknown/revoked/expired tokens."""
+    return (await authenticate_with_expiry(session, raw, now=now))[0]
+
+
+async def authenticate_with_expiry(
+    session: AsyncSession, raw: str, *, now: datetime | None = None
+) -> tuple[Actor, float | None]:
+    """Like ``authenticate``, plus the seconds until the token expires (None: never)."""
     parts = raw.split("_")
     if len(parts) < 3 or not raw.startswith(TOKEN_PREFIX):
         raise Unauthenticated("malformed token: expected mk_<prefix>_<secret>")
@@ -120,9 +127,11 @@ async def authenticate(session: AsyncSession, raw: str, *, now: datetime | None 
         raise Unauthenticated("unknown token")
     if token.revoked_at is not None:
         raise Unauthenticated(f"token {token.name!r} was revoked")
-    if token.expires_at is not None and token.expires_at <= (now or utcnow()):
+    current = now or utcnow()
+    if token.expires_at is not None and token.expires_at <= current:
         raise Unauthenticated(f"token {token.name!r} expired at {token.expires_at.isoformat()}")
-    return Actor(name=token.name, role=Role[token.role], token_id=token.id)
+    expires_in = (token.expires_at - current).total_seconds() if token.expires_at is not None else None
+    return Actor(name=token.name, role=Role[token.role], token_id=token.id), expires_in
 
 
 async def bootstrap_admin(session: AsyncSession, *, name: str = "admin") -> NewToken | None:

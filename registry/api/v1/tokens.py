@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import msgspec
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 
 from registry.api.security import ADMIN
 from registry.api.v1._common import iso
@@ -67,6 +68,8 @@ class TokensController(Controller):
             return [render(t) for t in await tokens.list_tokens(session)]
 
     @delete("/{name:str}", status_code=200)
-    async def revoke_token(self, name: str, db: Database, actor: Actor) -> TokenOut:
+    async def revoke_token(self, name: str, db: Database, actor: Actor, request: Request[Any, Any, Any]) -> TokenOut:
         async with db.write() as session:
-            return render(await tokens.revoke(session, name=name, actor=actor))
+            revoked = render(await tokens.revoke(session, name=name, actor=actor))
+        request.app.state.token_cache.clear()  # revocation is immediate in this process
+        return revoked
