@@ -11,7 +11,7 @@ from registry.api.mlflow import _wire as wire
 from registry.api.mlflow.artifacts import locate, version_uri
 from registry.api.security import WRITER
 from registry.db import Database, Session
-from registry.domain.models import RegisteredModel
+from registry.domain.models import ModelVersion, RegisteredModel
 from registry.errors import InvalidInput
 from registry.services import aliases, models, search, versions
 from registry.services.auth import Actor
@@ -86,9 +86,19 @@ async def model_payload(session: Session, model: RegisteredModel) -> dict[str, A
     return wire.model_json(model, tags=await models.tags_of(session, model_id=model.id), aliases=held, latest=latest)
 
 
-async def version_payload(session: Session, model_name: str, number: int) -> dict[str, Any]:
-    view = await versions.view(session, model_name=model_name, version=number)
-    return wire.version_json(view.model, view.version, tags=view.tags, aliases=view.aliases)
+async def version_payload(session: Session, model: RegisteredModel, version: ModelVersion) -> dict[str, Any]:
+    """MLflow's model_version: the row plus its tags and aliases (MLflow never shows the file manifest)."""
+    return wire.version_json(
+        model,
+        version,
+        tags=await versions.tags_of(session, version_id=version.id),
+        aliases=await aliases.names_for(session, model_id=model.id, version=version.version),
+    )
+
+
+async def version_by_name(session: Session, model_name: str, number: int) -> dict[str, Any]:
+    model = await models.get(session, name=model_name)
+    return await version_payload(session, model, await versions.get(session, model=model, version=number))
 
 
 def _version(value: str | None) -> int:
@@ -183,7 +193,7 @@ class RegistryController(Controller):
             model, version = await aliases.resolve(
                 session, model_name=wire.query(request, "name"), alias=wire.query(request, "alias")
             )
-            return {"model_version": await version_payload(session, model.name, version.version)}
+            return {"model_version": await version_payload(session, model, version)}
 
     @delete("/registered-models/alias", guards=WRITER, status_code=200)
     async def delete_alias(
@@ -232,12 +242,12 @@ class RegistryController(Controller):
                 description=data.description,
                 tags={t.key: t.value or "" for t in data.tags},
             )
-            return {"model_version": await version_payload(session, name, version.version)}
+            return {"model_version": await version_by_name(session, name, version.version)}
 
     @get("/model-versions/get")
     async def get_version(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
         async with db.read() as session:
-            payload = await version_payload(
+            payload = await version_by_name(
                 session, wire.query(request, "name"), _version(wire.query(request, "version"))
             )
         return {"model_version": payload}
@@ -301,7 +311,7 @@ class RegistryController(Controller):
                 actor=actor,
                 archive_existing=data.archive_existing_versions,
             )
-            return {"model_version": await version_payload(session, name, version.version)}
+            return {"model_version": await version_by_name(session, name, version.version)}
 
     @patch("/model-versions/update", guards=WRITER, status_code=200)
     async def update_version(self, request: Request[Any, Any, Any], db: Database, actor: Actor) -> dict[str, Any]:
@@ -311,7 +321,7 @@ class RegistryController(Controller):
             version = await versions.update(
                 session, model_name=name, version=_version(data.version), actor=actor, description=data.description
             )
-            return {"model_version": await version_payload(session, name, version.version)}
+            return {"model_version": await version_by_name(session, name, version.version)}
 
     @delete("/model-versions/delete", guards=WRITER, status_code=200)
     async def delete_version(
