@@ -34,6 +34,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -123,7 +124,24 @@ def machine_info() -> dict[str, str]:
     return {
         "machine": f"{model}, {os.cpu_count()} logical CPUs, {vm.total / 2**30:.1f} GiB RAM, {platform.platform()}",
         "python": f"{platform.python_version()} (client and Modelkeep)",
+        "Modelkeep code": _git_state(),
     }
+
+
+def _git_state() -> str:
+    try:
+        sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "registry", "automations"],
+            capture_output=True,
+            text=True,
+        )
+    except OSError:
+        return "?"
+    changed = len([line for line in dirty.stdout.splitlines() if line.strip()])
+    return f"git {sha.stdout.strip()}" + (
+        f" + {changed} uncommitted file(s) under registry/, automations/" if changed else ""
+    )
 
 
 async def ceiling_phases(null: srv.Server, args: argparse.Namespace) -> list[tuple[str, PhaseResult]]:

@@ -293,7 +293,7 @@ async def run_phase(
                 if recording:
                     errors += 1
                     if len(samples) < 3:
-                        samples.append(describe(req, None, f"{type(exc).__name__}: {exc}"))
+                        samples.append(describe(req, None, f"{type(exc).__name__}: {exc}", limit=160))
                 continue
             t1 = perf()
             if not recording:
@@ -304,7 +304,7 @@ async def run_phase(
             else:
                 errors += 1
                 if len(samples) < 3:
-                    samples.append(describe(req, resp))
+                    samples.append(describe(req, resp, limit=300))
 
     try:
         if warmup_s > 0:
