@@ -48,6 +48,10 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     """Seconds to wait before answering (past the server's timeout: it gives up first)."""
+    hold: threading.Event | None = None
+    """Answer only once this is set (or after 30 s)."""
+    trickle: float = 0.0
+    """Send the status line and headers at once, then the 10-byte body one byte every ``trickle`` seconds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,13 +98,21 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.receiver._handle(dict(self.headers.items()), body)
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.hold is not None:
+            reply.hold.wait(timeout=30)
+        payload = b"x" * 10 if reply.trickle else b"ok"
         try:
             self.send_response(reply.status)
             for key, value in reply.headers.items():
                 self.send_header(key, value)
-            self.send_header("content-length", "2")
+            self.send_header("content-length", str(len(payload)))
             self.end_headers()
-            self.wfile.write(b"ok")
+            if not reply.trickle:
+                self.wfile.write(payload)
+            for byte in payload if reply.trickle else b"":
+                self.wfile.flush()
+                time.sleep(reply.trickle)
+                self.wfile.write(bytes([byte]))
         except OSError:  # the sender gave up (timeout) and closed the connection
             self.close_connection = True
 
