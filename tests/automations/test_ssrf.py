@@ -132,26 +132,47 @@ async def test_destination_is_checked_on_what_the_name_resolves_to_now() -> None
     await ssrf.check_destination(f"http://{name}/hook", allow_private=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_url only parses strict dotted-quad IPs: inet_aton forms of loopback (127.1, 2130706433, "
-    "0x7f000001) pass subscription as 'names' (they are still blocked at send time)",
-)
 @pytest.mark.parametrize("host", ["127.1", "2130706433", "0x7f000001", "0177.0.0.1"])
 def test_shorthand_loopback_literals_are_refused_at_subscription(host: str) -> None:
     with pytest.raises(InvalidInput):
         ssrf.check_url(f"https://{host}/hook", allow_private=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="6to4 addresses (2002::/16) embed an IPv4 address but are judged on the IPv6 address alone, which "
-    "Python 3.11 calls global (NAT64 64:ff9b::/96 is caught, as part of the reserved ::/8)",
+@pytest.mark.parametrize("host", ["0", "0x7f.1", "10.1", "0xa9fea9fe", "169.254.43518", "127.0.0.1.", "999.1.1.1"])
+def test_other_numeric_spellings_of_non_public_or_invalid_addresses_are_refused(host: str) -> None:
+    with pytest.raises(InvalidInput, match=r"not public|valid IP"):
+        ssrf.check_url(f"https://{host}/hook", allow_private=False)
+
+
+async def test_numeric_spellings_are_read_as_the_resolver_reads_them() -> None:
+    assert ssrf.check_url("https://8.8.2056/hook", allow_private=False)  # 8.8.8.8
+    assert await ssrf.check_destination("https://8.8.2056/hook", allow_private=False) == ("8.8.8.8",)
+    assert ssrf.literal_address("0x7f.1") == ipaddress.ip_address("127.0.0.1")
+    assert ssrf.literal_address("deadbeef.example") is None
+    with pytest.raises(ssrf.Blocked, match="not public"):
+        await ssrf.check_destination("https://2130706433/hook", allow_private=False)
+    with pytest.raises(ssrf.Blocked, match="valid IP"):
+        await ssrf.check_destination("https://1.2.3.4.5/hook", allow_private=False)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::1",
+        "2002:a9fe:a9fe::",
+        "2002:a00:1::",
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+    ],
 )
-@pytest.mark.parametrize("address", ["2002:7f00:1::1", "2002:a9fe:a9fe::", "2002:a00:1::"])
 def test_ipv6_embedding_loopback_or_metadata_is_blocked(address: str) -> None:
     with pytest.raises(ssrf.Blocked):
         ssrf._check_address(ipaddress.ip_address(address))
+    with pytest.raises(InvalidInput):
+        ssrf.check_url(f"https://[{address}]/hook", allow_private=False)
+
+
+def test_6to4_of_a_public_address_passes() -> None:
+    ssrf.check_address(ipaddress.ip_address("2002:808:808::1"))  # 6to4 of 8.8.8.8
 
 
 class Listener:
