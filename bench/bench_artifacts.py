@@ -47,6 +47,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from registry.client._http import tune_transport
+
 T = TypeVar("T")
 CHUNK = 1024 * 1024
 UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
@@ -540,6 +542,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"server pid {server.pid} on {server.url}", flush=True)
         headers = {"authorization": f"Bearer {server.token}"}
         timeout = httpx.Timeout(600.0, connect=10.0)
+        tune_transport()  # the SDK's own transport setting (1 MiB socket reads), as `registry pull` uses
         with httpx.Client(headers=headers, timeout=timeout) as client:
             made = client.post(f"{server.url}/api/v1/runs", json={"experiment": "bench-artifacts", "name": "bench"})
             if made.status_code != 201:

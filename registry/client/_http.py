@@ -46,6 +46,25 @@ def raise_for_problem(response: httpx.Response) -> None:
     raise err
 
 
+BULK_READ_BYTES = 1024 * 1024
+
+
+def tune_transport() -> None:
+    """Read responses up to 1 MiB per socket read instead of httpcore's 64 KiB.
+
+    httpcore reads HTTP/1.1 bodies ``HTTP11Connection.READ_NUM_BYTES`` at a time and h11 copies every read
+    in and out of its buffer; for multi-GB artifact downloads that per-read cost is the whole bottleneck
+    (about 0.6 GB/s at 64 KiB, 1.7-1.9 GB/s at 1 MiB on the development box). A class-level setting, so
+    it applies to every httpx client in the process; larger reads change nothing else.
+    """
+    try:
+        from httpcore._sync.http11 import HTTP11Connection
+    except ImportError:  # a future httpcore layout: keep its default
+        return
+    if getattr(HTTP11Connection, "READ_NUM_BYTES", 0) < BULK_READ_BYTES:
+        HTTP11Connection.READ_NUM_BYTES = BULK_READ_BYTES
+
+
 class HttpClient:
     """A thin, synchronous httpx wrapper bound to one server and token."""
 
@@ -62,6 +81,7 @@ class HttpClient:
         headers = {"user-agent": "modelkeep-client"}
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
+        tune_transport()
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
     def close(self) -> None:

@@ -11,15 +11,12 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import pyarrow as pa
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-import gates
-from gates.spec import PairedGate
 from registry.db import Database
 from registry.domain.auth import Role
 from registry.domain.base import utcnow
@@ -31,6 +28,13 @@ from registry.services.artifacts import ManifestEntry
 from registry.services.auth import Actor, require
 from registry.storage import BlobStore
 
+if TYPE_CHECKING:
+    # The engine pulls in numpy, scipy and pyarrow (~100 MB of RSS): imported where gates are parsed or
+    # evaluated, so an API process that never evaluates one stays small.
+    import pyarrow as pa
+
+    import gates
+
 EVAL_FOLDER = "eval"
 EVAL_SUFFIXES = (".parquet", ".csv")
 PASSING = ("pass", "warn")
@@ -39,6 +43,8 @@ PASSING = ("pass", "warn")
 
 def load_spec(text: str) -> gates.GateSpec:
     """Parse a gate spec; the gates package's errors become InvalidInput naming the gate and field."""
+    import gates
+
     try:
         return gates.load_spec(text)
     except gates.GateError as exc:
@@ -47,6 +53,8 @@ def load_spec(text: str) -> gates.GateSpec:
 
 def testset_digest(table: pa.Table) -> str:
     """Identity of the examples (ids and labels, order-free), shared by every candidate scored on them."""
+    import gates
+
     columns = [c for c in ("id", "label") if c in table.column_names]
     if not columns:
         return gates.table_digest(table)
@@ -74,6 +82,8 @@ def eval_entry(files: list[ManifestEntry], *, path: str | None = None) -> Manife
 
 def baseline_alias(spec: gates.GateSpec) -> str | None:
     """The alias paired gates compare against (``baseline: "@champion"``); one per spec."""
+    from gates.spec import PairedGate
+
     wanted = {g.baseline for g in spec.gates if isinstance(g, PairedGate)}
     if not wanted:
         return None
@@ -258,6 +268,8 @@ class Evaluation:
 
 
 async def _load_table(store: BlobStore, entry: ManifestEntry, folder: Path) -> pa.Table:
+    import gates
+
     folder.mkdir(parents=True, exist_ok=True)
     local = folder / Path(entry.path).name
     async with await anyio.open_file(local, "wb") as out:
@@ -284,6 +296,8 @@ async def evaluate_version(
     tmp_dir: Path | None = None,
 ) -> Evaluation:
     """Evaluate ``version``'s evaluation table (and the baseline alias holder's) against ``spec_text``."""
+    import gates
+
     spec = load_spec(spec_text)
     alias = baseline_alias(spec)
     async with db.read() as session:
