@@ -17,13 +17,13 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import registry
 from automations import signing, ssrf
 from automations.domain import Delivery, DeliveryAttempt, Webhook
-from automations.webhooks import disable_automatically, signing_secrets
+from automations.webhooks import cancelled_because, disable_automatically, signing_secrets
 from registry.domain.base import utcnow
 from registry.domain.events import Event
 from registry.services._sql import dialect
@@ -72,10 +72,17 @@ def body_of(event: Event) -> bytes:
 
 
 async def claim(session: AsyncSession, *, me: str, limit: int, lock: timedelta) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries of enabled endpoints to ``me`` (status ``delivering``)."""
     now = utcnow()
     due = (
         select(Delivery.id)
-        .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+        .where(
+            Delivery.status == "pending",
+            Delivery.next_attempt_at <= now,
+            # A disabled endpoint's pending deliveries are cancelled when it is disabled; this also covers
+            # a disable that commits while the claim runs.
+            Delivery.webhook_id.in_(select(Webhook.id).where(Webhook.enabled.is_(True))),
+        )
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
@@ -172,54 +179,89 @@ def next_delay(settings: Settings, attempts_made: int, retry_after: float | None
 
 
 async def record(session: AsyncSession, results: list[tuple[Claimed, Outcome]], *, me: str, settings: Settings) -> None:
-    """Store attempts and move each delivery on (succeeded / retry later / failed); 410 disables the endpoint."""
+    """Store attempts and move each delivery on (succeeded / retry later / failed); 410 disables the endpoint.
+
+    A delivery that no longer exists (its endpoint was removed while it was in flight) is skipped, attempt
+    included, so the other outcomes of the batch are kept. A failed delivery of an endpoint that is disabled
+    by now is cancelled instead of retried."""
+    if not results:
+        return
     now = utcnow()
-    deliveries = {
-        d.id: d
-        for d in await session.scalars(
-            select(Delivery)
-            .where(Delivery.id.in_([c.delivery_id for c, _ in results]))
-            .execution_options(populate_existing=True)
-        )
-    }
-    hooks = {
-        w.id: w
-        for w in await session.scalars(select(Webhook).where(Webhook.id.in_({c.webhook_id for c, _ in results})))
-    }
+    hook_query = (
+        select(Webhook)
+        .where(Webhook.id.in_({c.webhook_id for c, _ in results}))
+        .order_by(Webhook.id)
+        .execution_options(populate_existing=True)
+    )
+    delivery_query = (
+        select(Delivery.id, Delivery.status, Delivery.locked_by, Delivery.succeeded_at)
+        .where(Delivery.id.in_([c.delivery_id for c, _ in results]))
+        .order_by(Delivery.id)
+    )
+    if dialect(session) == "postgresql":
+        # Lock endpoints, then deliveries: the order in which removing an endpoint locks them (its row, then
+        # the cascade), so a removal racing this batch waits for it, or it for the removal, and never
+        # deadlocks; rows a committed removal deleted are simply not found. NO KEY UPDATE leaves fan-out's
+        # foreign-key checks on these rows unblocked.
+        hook_query = hook_query.with_for_update(key_share=True)
+        delivery_query = delivery_query.with_for_update(key_share=True)
+    hooks = {w.id: w for w in await session.scalars(hook_query)}
+    current = {row.id: row for row in await session.execute(delivery_query)}
+    attempts: list[dict[str, Any]] = []
+    changes: list[tuple[Webhook, dict[str, Any]]] = []
     for item, outcome in results:
-        session.add(
-            DeliveryAttempt(
-                delivery_id=item.delivery_id,
-                attempt_no=item.attempt_no,
-                started_at=outcome.started_at,
-                duration_ms=outcome.duration_ms,
-                status_code=outcome.status_code,
-                error=outcome.error,
-                response_excerpt=outcome.excerpt,
-            )
+        delivery, hook = current.get(item.delivery_id), hooks.get(item.webhook_id)
+        if delivery is None or hook is None:
+            continue  # removed with its endpoint while in flight: nothing left to record it on
+        attempts.append(
+            {
+                "delivery_id": item.delivery_id,
+                "attempt_no": item.attempt_no,
+                "started_at": outcome.started_at,
+                "duration_ms": outcome.duration_ms,
+                "status_code": outcome.status_code,
+                "error": outcome.error,
+                "response_excerpt": outcome.excerpt,
+            }
         )
-        delivery, hook = deliveries.get(item.delivery_id), hooks.get(item.webhook_id)
-        if delivery is None or hook is None or delivery.status != "delivering" or delivery.locked_by != me:
+        if delivery.status != "delivering" or delivery.locked_by != me:
             continue  # our lease ran out and the delivery moved on; the attempt is still on record
-        delivery.attempts = item.attempt_no
-        delivery.last_status_code, delivery.last_error = outcome.status_code, outcome.error
-        delivery.last_latency_ms, delivery.locked_by, delivery.locked_until = outcome.duration_ms, None, None
-        delivery.updated_at = now
+        change: dict[str, Any] = {
+            "id": item.delivery_id,
+            "attempts": item.attempt_no,
+            "last_status_code": outcome.status_code,
+            "last_error": outcome.error,
+            "last_latency_ms": outcome.duration_ms,
+            "locked_by": None,
+            "locked_until": None,
+            "updated_at": now,
+            "succeeded_at": delivery.succeeded_at,
+            "next_attempt_at": None,
+        }
+        changes.append((hook, change))
         if outcome.ok:
-            delivery.status, delivery.succeeded_at, delivery.next_attempt_at = "succeeded", now, None
+            change.update(status="succeeded", succeeded_at=now)
             hook.last_success_at, hook.failing_since = now, None
             continue
         hook.failing_since = hook.failing_since or now
         if outcome.status_code == 410:
-            delivery.status, delivery.next_attempt_at = "failed", None
+            change["status"] = "failed"
             if hook.enabled:
                 await disable_automatically(session, hook=hook, reason="receiver answered 410 Gone")
             continue
         delay = next_delay(settings, item.attempt_no, outcome.retry_after)
         if delay is None:
-            delivery.status, delivery.next_attempt_at = "failed", None
+            change["status"] = "failed"
         else:
-            delivery.status, delivery.next_attempt_at = "pending", now + timedelta(seconds=delay)
+            change.update(status="pending", next_attempt_at=now + timedelta(seconds=delay))
+    for hook, change in changes:
+        if change["status"] == "pending" and not hook.enabled:
+            # Disabled while this attempt was in flight (or by a 410 later in this batch): no more retries.
+            change.update(status="cancelled", next_attempt_at=None, last_error=cancelled_because(hook))
+    if attempts:
+        await session.execute(insert(DeliveryAttempt), attempts)
+    if changes:
+        await session.execute(update(Delivery), [change for _, change in changes])
     await session.flush()
 
 

@@ -100,6 +100,8 @@ async def set_enabled(
     hook.disabled_reason = None if enabled else (reason or f"disabled by {actor.name}")
     if enabled:
         hook.failing_since = None
+    else:
+        await cancel_pending(session, hook=hook)
     hook.updated_at = utcnow()
     await audit.log(
         session,
@@ -115,14 +117,27 @@ async def set_enabled(
 async def disable_automatically(session: AsyncSession, *, hook: Webhook, reason: str) -> None:
     """Disable an endpoint that is gone or failing for days, and cancel what it still had pending."""
     hook.enabled, hook.disabled_at, hook.disabled_reason, hook.updated_at = False, utcnow(), reason, utcnow()
-    await session.execute(
-        update(Delivery)
-        .where(Delivery.webhook_id == hook.id, Delivery.status == "pending")
-        .values(status="cancelled", next_attempt_at=None, updated_at=utcnow())
-    )
+    await cancel_pending(session, hook=hook)
     await audit.log(
         session, action="webhook.disabled", actor="system", target=hook.url, details={"id": hook.id, "reason": reason}
     )
+
+
+def cancelled_because(hook: Webhook) -> str:
+    return f"cancelled: endpoint disabled ({hook.disabled_reason or 'no reason given'})"
+
+
+async def cancel_pending(session: AsyncSession, *, hook: Webhook) -> int:
+    """Cancel the disabled endpoint's pending deliveries (retries included), with the reason as their last error.
+
+    Deliveries in flight are settled when their outcome is recorded: a success stands, anything else is
+    cancelled then rather than retried. ``recover`` requeues cancelled deliveries once the endpoint is enabled."""
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.webhook_id == hook.id, Delivery.status == "pending")
+        .values(status="cancelled", next_attempt_at=None, last_error=cancelled_because(hook), updated_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def rotate_secret(

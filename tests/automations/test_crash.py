@@ -135,12 +135,6 @@ def test_sigkill_mid_burst_loses_no_event(database_url: str, tmp_path: Path) -> 
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="delivery.record adds the DeliveryAttempt before checking that the delivery still exists: when an "
-    "endpoint is removed while its deliveries are in flight, the attempt's foreign key fails the whole batch, "
-    "so other endpoints' outcomes in that batch are lost and those deliveries are sent again after the lease",
-)
 def test_removing_an_endpoint_mid_flight_does_not_resend_other_deliveries(database_url: str, tmp_path: Path) -> None:
     model, count = unique("midflight"), 20
     release = threading.Event()

@@ -415,11 +415,6 @@ def test_subscriptions_disable_enable_remove_and_roles(api: httpx.Client, env: t
     assert hook["id"] not in [h["id"] for h in api.get("/api/v1/webhooks").json()]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="webhooks.set_enabled(False) leaves the endpoint's pending deliveries pending and delivery.claim does "
-    "not look at Webhook.enabled, so retries keep going to an endpoint an operator disabled",
-)
 def test_disabling_an_endpoint_stops_its_retries(api: httpx.Client) -> None:
     model = unique("stop")
     with Receiver(respond=lambda hit: Reply(500)) as rec:
