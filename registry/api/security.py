@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -70,10 +70,16 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     connection.state.actor = actor
 
 
-def requires(role: Role) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    """Guard factory: the authenticated actor needs at least ``role``."""
+def requires(
+    role: Role,
+) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]:
+    """Guard factory: the authenticated actor needs at least ``role``.
 
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    The guard is a coroutine function although it never awaits: Litestar calls those directly, where a
+    plain function would be sent through a worker thread on every request.
+    """
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         actor: Actor = connection.state.actor
         require(actor, role, action=f"{connection.scope.get('method', 'GET')} {connection.url.path}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
@@ -15,6 +16,26 @@ def dialect(session: AsyncSession) -> str:
 
 def upsert(session: AsyncSession, table: Any) -> Any:
     """``INSERT`` that supports ``on_conflict_do_nothing/_update`` on the session's dialect."""
-    if dialect(session) == "postgresql":
-        return postgresql.insert(table)
-    return sqlite.insert(table)
+    return insert_for(dialect(session), table)
+
+
+_BUILT: dict[tuple[str, str], Any] = {}
+
+
+def statement(session: AsyncSession, name: str, build: Callable[[str], Any]) -> Any:
+    """A statement built once per dialect by ``build(dialect)`` and reused.
+
+    For hot write paths: execute it with a list of parameter dicts (``session.execute(stmt, rows)``) so
+    SQLAlchemy compiles it once and batches the rows, instead of compiling a new multi-VALUES statement
+    on every call.
+    """
+    key = (dialect(session), name)
+    found = _BUILT.get(key)
+    if found is None:
+        found = _BUILT[key] = build(key[0])
+    return found
+
+
+def insert_for(dialect_name: str, table: Any) -> Any:
+    """``INSERT`` with ``on_conflict_*`` for a dialect name."""
+    return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)

@@ -6,16 +6,16 @@ import math
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, delete, insert, or_, select
+from sqlalchemy import Table, and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.artifacts import ArtifactVersion, Blob, RunInput
 from registry.domain.runs import RUN_STATUSES, TERMINAL_STATUSES, LatestMetric, Metric, Param, Run, RunTag
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.services import events, experiments, names
-from registry.services._sql import upsert
+from registry.services._sql import insert_for, statement, upsert
 from registry.services.auth import Actor
 
 MAX_BATCH = 10_000
@@ -225,8 +225,10 @@ async def _log_params(session: AsyncSession, run_id: str, params: list[tuple[str
             raise InvalidInput(f"param {key!r} is given twice with different values", field="params")
     # Insert-or-ignore then compare: race-free on both databases (a concurrent writer of the same key
     # either lands first and we compare against it, or we land first and it compares against us).
-    stmt = upsert(session, Param).values([{"run_id": run_id, "key": k, "value": v} for k, v in wanted.items()])
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "key"]))
+    await session.execute(
+        statement(session, "param_insert", _param_insert),
+        [{"run_id": run_id, "key": k, "value": v} for k, v in wanted.items()],
+    )
     stored = await session.execute(
         select(Param.key, Param.value).where(Param.run_id == run_id, Param.key.in_(list(wanted)))
     )
@@ -263,15 +265,24 @@ async def _log_metrics(session: AsyncSession, run_id: str, metrics: list[MetricP
             current.value,
         ):
             best[point.key] = point
-    await session.execute(insert(Metric), rows)
-    # Latest value per key: largest step, then newest timestamp, then largest value (MLflow's order).
-    latest = LatestMetric.__table__
-    stmt = upsert(session, latest).values(
+    await session.execute(insert(METRICS), rows)
+    await session.execute(
+        statement(session, "latest_metric_upsert", _latest_metric_upsert),
         [
             {"run_id": run_id, "key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp}
             for p in best.values()
-        ]
+        ],
     )
+
+
+METRICS = cast(Table, Metric.__table__)
+"""Metric points are written with Core inserts: the ORM's bulk path costs more than the rows."""
+
+
+def _latest_metric_upsert(dialect_name: str) -> Any:
+    # Latest value per key: largest step, then newest timestamp, then largest value (MLflow's order).
+    latest = LatestMetric.__table__
+    stmt = insert_for(dialect_name, latest)
     newer = or_(
         stmt.excluded.step > latest.c.step,
         and_(stmt.excluded.step == latest.c.step, stmt.excluded.timestamp > latest.c.timestamp),
@@ -281,17 +292,20 @@ async def _log_metrics(session: AsyncSession, run_id: str, metrics: list[MetricP
             stmt.excluded.value > latest.c.value,
         ),
     )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["run_id", "key"],
-            set_={
-                "value": stmt.excluded.value,
-                "step": stmt.excluded.step,
-                "timestamp": stmt.excluded.timestamp,
-            },
-            where=newer,
-        )
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp},
+        where=newer,
     )
+
+
+def _tag_upsert(dialect_name: str) -> Any:
+    stmt = insert_for(dialect_name, RunTag.__table__)
+    return stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
+
+
+def _param_insert(dialect_name: str) -> Any:
+    return insert_for(dialect_name, Param.__table__).on_conflict_do_nothing(index_elements=["run_id", "key"])
 
 
 async def _set_tags(session: AsyncSession, run_id: str, tags: list[tuple[str, str]]) -> None:
@@ -299,9 +313,9 @@ async def _set_tags(session: AsyncSession, run_id: str, tags: list[tuple[str, st
     for key, value in tags:
         names.key(key, what="tag key")
         merged[key] = str(value)
-    stmt = upsert(session, RunTag).values([{"run_id": run_id, "key": k, "value": v} for k, v in merged.items()])
     await session.execute(
-        stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
+        statement(session, "run_tag_upsert", _tag_upsert),
+        [{"run_id": run_id, "key": k, "value": v} for k, v in merged.items()],
     )
 
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import msgspec
 from litestar import Request
 
 from registry.domain.experiments import Experiment
-from registry.domain.models import ModelVersion, RegisteredModel
+from registry.domain.models import RegisteredModel
 from registry.domain.runs import LatestMetric, Metric, Run
 from registry.errors import InvalidInput
 from registry.services.runs import RunView
@@ -147,15 +147,36 @@ def run_json(view: RunView) -> dict[str, Any]:
     return {"info": run_info_json(view.run), "data": data, "inputs": inputs, "outputs": {}}
 
 
+class VersionLike(Protocol):
+    """A ModelVersion row or a plain-column result row with the same names (searches select columns)."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def created_by(self) -> str: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def run_id(self) -> str | None: ...
+
+
 def version_json(
-    model: RegisteredModel,
-    version: ModelVersion,
+    model_name: str,
+    version: VersionLike,
     *,
     tags: dict[str, str] | None = None,
     aliases: list[str] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "name": model.name,
+        "name": model_name,
         "version": str(version.version),
         "creation_timestamp": ms(version.created_at),
         "last_updated_timestamp": ms(version.updated_at),

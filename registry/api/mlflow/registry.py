@@ -81,7 +81,7 @@ def resolve_source(source: str, run_id: str | None) -> tuple[str, str]:
 
 
 async def model_payload(session: Session, model: RegisteredModel) -> dict[str, Any]:
-    latest = [wire.version_json(model, v) for v in await versions.latest_by_stage(session, model=model)]
+    latest = [wire.version_json(model.name, v) for v in await versions.latest_by_stage(session, model=model)]
     held = [(a.name, a.version) for a in await aliases.list_for_model(session, model_id=model.id)]
     return wire.model_json(model, tags=await models.tags_of(session, model_id=model.id), aliases=held, latest=latest)
 
@@ -89,7 +89,7 @@ async def model_payload(session: Session, model: RegisteredModel) -> dict[str, A
 async def version_payload(session: Session, model: RegisteredModel, version: ModelVersion) -> dict[str, Any]:
     """MLflow's model_version: the row plus its tags and aliases (MLflow never shows the file manifest)."""
     return wire.version_json(
-        model,
+        model.name,
         version,
         tags=await versions.tags_of(session, version_id=version.id),
         aliases=await aliases.names_for(session, model_id=model.id, version=version.version),
@@ -224,13 +224,14 @@ class RegistryController(Controller):
         async with db.read() as session:
             model = await models.get(session, name=name)
             found = await versions.latest_by_stage(session, model=model, stages=stages or None)
-        return {"model_versions": [wire.version_json(model, v) for v in found]} if found else {}
+        return {"model_versions": [wire.version_json(model.name, v) for v in found]} if found else {}
 
     @post("/model-versions/create", guards=WRITER, status_code=200)
     async def create_version(self, request: Request[Any, Any, Any], db: Database, actor: Actor) -> dict[str, Any]:
         data = await wire.body(request, VersionIn)
         name, source = wire.require(data.name, "name"), wire.require(data.source, "source")
         run_id, path = resolve_source(source, data.run_id or None)
+        tags = {t.key: t.value or "" for t in data.tags}
         async with db.write() as session:
             version = await versions.create(
                 session,
@@ -240,9 +241,12 @@ class RegistryController(Controller):
                 path=path,
                 source=source,
                 description=data.description,
-                tags={t.key: t.value or "" for t in data.tags},
+                tags=tags,
             )
-            return {"model_version": await version_by_name(session, name, version.version)}
+            # Answered from what is in hand: no extra queries while the model's row lock is held, and a
+            # brand-new version holds no alias yet.
+            payload = wire.version_json(name, version, tags=tags)
+        return {"model_version": payload}
 
     @get("/model-versions/get")
     async def get_version(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
@@ -270,8 +274,10 @@ class RegistryController(Controller):
                 max_results=wire.query_int(request, "max_results", 10_000),
                 page_token=request.query_params.get("page_token") or None,
             )
-            tags = await versions.tags_for(session, version_ids=[v.id for _, v in found])
-        result: dict[str, Any] = {"model_versions": [wire.version_json(m, v, tags=tags.get(v.id)) for m, v in found]}
+            tags = await versions.tags_for(session, version_ids=[row.id for row in found])
+        result: dict[str, Any] = {
+            "model_versions": [wire.version_json(row.name, row, tags=tags.get(row.id)) for row in found]
+        }
         if token:
             result["next_page_token"] = token
         return result

@@ -410,7 +410,7 @@ async def test_version_search(session: AsyncSession) -> None:
 
     async def find(filter: str, **kw: object) -> list[tuple[str, int]]:
         found, _ = await search_versions(session, filter=filter, **kw)  # type: ignore[arg-type]
-        return [(model.name.removeprefix(prefix + "-"), version.version) for model, version in found]
+        return [(row.name.removeprefix(prefix + "-"), row.version) for row in found]
 
     assert await find(f"name = '{m.name}'") == [("m", 3), ("m", 2), ("m", 1)]
     assert await find(f"name = '{m.name}' and run_id = '{run.id}'") == [("m", 3), ("m", 1)]
@@ -447,7 +447,7 @@ async def test_version_search(session: AsyncSession) -> None:
     token: str | None = None
     while True:
         page, token = await search_versions(session, filter=f"name LIKE '{prefix}-%'", max_results=3, page_token=token)
-        seen += [(model.name.removeprefix(prefix + "-"), version.version) for model, version in page]
+        seen += [(row.name.removeprefix(prefix + "-"), row.version) for row in page]
         if token is None:
             break
     assert seen == [("a", 1), ("m", 3), ("m", 2), ("m", 1)]
