@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.auth import Role
@@ -45,8 +45,19 @@ async def get(session: AsyncSession, *, model: RegisteredModel, alias: str) -> A
 
 
 async def resolve(session: AsyncSession, *, model_name: str, alias: str) -> tuple[RegisteredModel, ModelVersion]:
+    """The model and the version its ``alias`` points to (one query; NotFound says which part is missing)."""
     from registry.services import versions
 
+    found = (
+        await session.execute(
+            select(RegisteredModel, ModelVersion)
+            .join(Alias, Alias.model_id == RegisteredModel.id)
+            .join(ModelVersion, and_(ModelVersion.model_id == Alias.model_id, ModelVersion.version == Alias.version))
+            .where(RegisteredModel.name == model_name, Alias.name == alias)
+        )
+    ).first()
+    if found is not None:
+        return found[0], found[1]
     model = await models.get(session, name=model_name)
     holder = await get(session, model=model, alias=alias)
     return model, await versions.get(session, model=model, version=holder.version)

@@ -49,7 +49,8 @@ class RunView:
     run: Run
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
-    metrics: list[LatestMetric] = field(default_factory=list)
+    metrics: list[MetricPoint] = field(default_factory=list)
+    """The latest value of each key, by key."""
     inputs: list[ArtifactVersion] = field(default_factory=list)
 
 
@@ -133,8 +134,12 @@ async def view(session: AsyncSession, *, run_id: str) -> RunView:
     result.params = dict(params.all())
     tags = await session.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id))
     result.tags = dict(tags.all())
-    latest = await session.scalars(select(LatestMetric).where(LatestMetric.run_id == run_id).order_by(LatestMetric.key))
-    result.metrics = list(latest)
+    latest = await session.execute(
+        select(LatestMetric.key, LatestMetric.value, LatestMetric.timestamp, LatestMetric.step)
+        .where(LatestMetric.run_id == run_id)
+        .order_by(LatestMetric.key)
+    )
+    result.metrics = [MetricPoint(key, value, timestamp, step) for key, value, timestamp, step in latest.all()]
     inputs = await session.scalars(
         select(ArtifactVersion)
         .join(RunInput, RunInput.artifact_id == ArtifactVersion.id)

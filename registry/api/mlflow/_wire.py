@@ -18,9 +18,9 @@ from litestar import Request
 
 from registry.domain.experiments import Experiment
 from registry.domain.models import RegisteredModel
-from registry.domain.runs import LatestMetric, Metric, Run
+from registry.domain.runs import Metric, Run
 from registry.errors import InvalidInput
-from registry.services.runs import RunView
+from registry.services.runs import MetricPoint, RunView
 
 T = TypeVar("T")
 
@@ -118,7 +118,7 @@ def run_info_json(run: Run) -> dict[str, Any]:
     return info
 
 
-def metric_json(metric: LatestMetric | Metric) -> dict[str, Any]:
+def metric_json(metric: MetricPoint | Metric) -> dict[str, Any]:
     return {"key": metric.key, "value": metric.value, "timestamp": metric.timestamp, "step": metric.step}
 
 
