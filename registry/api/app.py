@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -121,7 +122,20 @@ def tune_allocator() -> None:
     mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024)
 
 
+QUIET_LOGGERS = ("apscheduler", "httpx", "httpcore")
+"""Libraries that log every scheduled run or outgoing request at INFO: one line each would swamp the log."""
+
+
+def configure_logging() -> None:
+    """INFO for Modelkeep's own loggers, WARNING for chatty libraries; in every worker process."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def from_env() -> Litestar:
-    """Factory for ASGI servers (``uvicorn --factory registry.api.app:from_env``)."""
+    """Factory for ASGI servers (``uvicorn --factory registry.api.app:from_env``), run in each worker."""
+    configure_logging()
     tune_allocator()
     return create_app(Settings())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -70,7 +69,9 @@ def serve(
     data_dir: DataDirOpt = None,
     database_url: DbUrlOpt = None,
     blob_store_url: BlobOpt = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+    workers: Annotated[
+        int, typer.Option("--workers", min=1, help="Worker processes (one per core serves the most requests).")
+    ] = 1,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log")] = False,
 ) -> None:
     """Run the registry (migrations are applied first; SQLite + local blobs unless configured)."""
@@ -85,7 +86,6 @@ def serve(
         f"(database {settings.resolved_database_url.split('://')[0]}, blobs {settings.resolved_blob_store_url})",
         highlight=False,
     )
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.run(
         "registry.api.app:from_env",
         factory=True,
