@@ -8,7 +8,9 @@ again with the same ``webhook-id`` (the receiver's idempotency key). Replicas ne
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import random
 import time
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import registry
 from automations import signing, ssrf
 from automations.domain import Delivery, DeliveryAttempt, Webhook
+from automations.sender import ConnectFailed, HttpxSender, Sender, SendError, Target
 from automations.webhooks import cancelled_because, disable_automatically, signing_secrets
 from registry.domain.base import utcnow
 from registry.domain.events import Event
@@ -30,7 +33,7 @@ from registry.services._sql import dialect
 from registry.settings import Settings
 
 USER_AGENT = f"modelkeep-webhooks/{registry.__version__}"
-EXCERPT = 2048
+log = logging.getLogger("automations.delivery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,41 +134,44 @@ def _retry_after(value: str | None) -> float | None:
             return None
 
 
-async def send(client: httpx.AsyncClient, item: Claimed, *, settings: Settings) -> Outcome:
-    """POST one signed delivery. Never raises: every failure becomes an Outcome."""
+async def send(sender: Sender | httpx.AsyncClient, item: Claimed, *, settings: Settings) -> Outcome:
+    """POST one signed delivery. Never raises: every failure becomes an Outcome.
+
+    ``webhook_timeout_seconds`` bounds the whole attempt (resolving, connecting, sending, reading the answer
+    and up to 2 KiB of its body), not each read: a receiver trickling its answer cannot hold a slot past it.
+    The host is resolved and checked now, and the connection goes to a checked address (see ``ssrf``)."""
+    if isinstance(sender, httpx.AsyncClient):
+        sender = HttpxSender(sender)
     started, clock = utcnow(), time.perf_counter()
+    timeout = settings.webhook_timeout_seconds
 
     def done(**kwargs: Any) -> Outcome:
         return Outcome(started_at=started, duration_ms=int((time.perf_counter() - clock) * 1000), **kwargs)
 
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-event-type": item.event_type,
+        **signing.headers(item.secrets, item.event_id, item.body),
+    }
     try:
-        await ssrf.check_destination(item.url, allow_private=settings.webhook_allow_private)
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            "webhook-event-type": item.event_type,
-            **signing.headers(item.secrets, item.event_id, item.body),
-        }
-        response = await client.post(
-            item.url,
-            content=item.body,
-            headers=headers,
-            timeout=settings.webhook_timeout_seconds,
-            follow_redirects=False,
-        )
+        async with asyncio.timeout(timeout):
+            addresses = await ssrf.check_destination(item.url, allow_private=settings.webhook_allow_private)
+            reply = await sender.post(Target.of(item.url, addresses), headers, item.body)
     except ssrf.Blocked as exc:
         return done(error=f"blocked: {exc}")
-    except httpx.TimeoutException:
-        return done(error=f"timeout after {settings.webhook_timeout_seconds:g}s")
-    except httpx.ConnectError as exc:
+    except TimeoutError:
+        return done(error=f"timeout after {timeout:g}s")
+    except (ConnectFailed, OSError) as exc:
         return done(error=f"connection failed: {exc}")
-    except httpx.HTTPError as exc:
-        return done(error=f"{exc.__class__.__name__}: {exc}")
-    return done(
-        status_code=response.status_code,
-        excerpt=response.text[:EXCERPT],
-        retry_after=_retry_after(response.headers.get("retry-after")),
-    )
+    except SendError as exc:
+        return done(error=str(exc))
+    except Exception as exc:  # a bug must cost one attempt, not leave the delivery leased until the reaper
+        log.exception("sending delivery %s failed unexpectedly", item.delivery_id)
+        return done(error=f"internal error: {exc.__class__.__name__}")
+    # PostgreSQL text cannot hold NUL; the excerpt is for people to read.
+    excerpt = reply.excerpt.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    return done(status_code=reply.status, excerpt=excerpt, retry_after=_retry_after(reply.retry_after))
 
 
 def next_delay(settings: Settings, attempts_made: int, retry_after: float | None) -> float | None:

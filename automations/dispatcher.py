@@ -4,6 +4,12 @@ Every replica runs one. It wakes right after this process commits an event (``Da
 otherwise polls every ``dispatcher_poll_seconds`` (events committed by other replicas). Deliveries are
 sent concurrently (``dispatcher_concurrency``) and their outcomes written back in batches, so a slow
 receiver occupies one slot, not the loop.
+
+Each round fans out new events and claims due deliveries and jobs in one transaction (one commit, and a
+delivery fanned out is claimed in the same round). It claims up to twice ``dispatcher_concurrency``
+deliveries ahead of free slots, so a slot that frees up starts its next send without waiting for a
+database round trip; a claimed delivery waits at most about one attempt's timeout for a slot, well within
+its lease.
 """
 
 from __future__ import annotations
@@ -13,36 +19,33 @@ import contextlib
 import logging
 from datetime import timedelta
 
-import httpx
-
 from automations import actions, delivery, fanout
+from automations.sender import Sender, StreamSender
 from registry.db import Database
 from registry.errors import RegistryError
 from registry.settings import Settings
 from registry.storage import BlobStore
 
 log = logging.getLogger("automations.dispatcher")
-RECORD_BATCH = 200
+RECORD_BATCH = 500
 JOB_CONCURRENCY = 2
+PER_HOST = 32
+"""Connections one destination may use at once (of ``dispatcher_concurrency`` in all)."""
 
 
 class Dispatcher:
-    def __init__(
-        self, db: Database, store: BlobStore, settings: Settings, *, client: httpx.AsyncClient | None = None
-    ) -> None:
+    def __init__(self, db: Database, store: BlobStore, settings: Settings, *, sender: Sender | None = None) -> None:
         self.db, self.store, self.settings = db, store, settings
         self.me = settings.instance
         self.lock = timedelta(seconds=settings.webhook_lock_seconds)
-        self._client = client or httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=settings.dispatcher_concurrency,
-                max_keepalive_connections=settings.dispatcher_concurrency,
-            ),
-            trust_env=False,
-        )
+        concurrency = settings.dispatcher_concurrency
+        self._sender = sender or StreamSender(per_host=min(PER_HOST, concurrency))
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.dispatcher_concurrency)
-        self._job_slots = asyncio.Semaphore(JOB_CONCURRENCY)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._capacity = 2 * concurrency
+        """Deliveries claimed and not yet sent (sending, or waiting for a slot) at most."""
+        self._claimed = 0
+        self._jobs_running = 0
         self._results: asyncio.Queue[tuple[delivery.Claimed, delivery.Outcome]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
@@ -52,6 +55,9 @@ class Dispatcher:
         self._wake.set()
 
     def start(self) -> None:
+        # One INFO line per request from a client library would cost more than the delivery itself.
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.db.on_commit.append(self.wake)
         self._main = asyncio.create_task(self._run(), name="modelkeep-dispatcher")
         self._recorder = asyncio.create_task(self._record_loop(), name="modelkeep-recorder")
@@ -66,7 +72,7 @@ class Dispatcher:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        await self._client.aclose()
+        await self._sender.aclose()
 
     async def _run(self) -> None:
         while True:
@@ -84,27 +90,23 @@ class Dispatcher:
 
     async def tick(self) -> bool:
         """One round; True when there may be more work right away."""
+        wanted = self._capacity - self._claimed
+        jobs_wanted = JOB_CONCURRENCY - self._jobs_running
+        claimed: list[delivery.Claimed] = []
+        jobs: list[actions.ClaimedJob] = []
         async with self.db.write() as session:
             fanned = await fanout.fan_out(session)
-        free = self._free_slots()
-        claimed: list[delivery.Claimed] = []
-        if free:
-            async with self.db.write() as session:
-                claimed = await delivery.claim(session, me=self.me, limit=min(free, 500), lock=self.lock)
-            for item in claimed:
-                await self._slots.acquire()
-                self._spawn(self._deliver(item))
-        jobs: list[actions.ClaimedJob] = []
-        if not self._job_slots.locked():
-            async with self.db.write() as session:
-                jobs = await actions.claim(session, me=self.me, limit=JOB_CONCURRENCY, lock=self.lock)
-            for job in jobs:
-                await self._job_slots.acquire()
-                self._spawn(self._run_job(job))
-        return bool(fanned or len(claimed) >= 500)
-
-    def _free_slots(self) -> int:
-        return self.settings.dispatcher_concurrency - (len([t for t in self._tasks if not t.done()]))
+            if wanted > 0:
+                claimed = await delivery.claim(session, me=self.me, limit=wanted, lock=self.lock)
+            if jobs_wanted > 0:
+                jobs = await actions.claim(session, me=self.me, limit=jobs_wanted, lock=self.lock)
+        self._claimed += len(claimed)
+        for item in claimed:
+            self._spawn(self._deliver(item))
+        self._jobs_running += len(jobs)
+        for job in jobs:
+            self._spawn(self._run_job(job))
+        return bool(fanned or (wanted > 0 and len(claimed) >= wanted))
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
@@ -113,10 +115,11 @@ class Dispatcher:
 
     async def _deliver(self, item: delivery.Claimed) -> None:
         try:
-            outcome = await delivery.send(self._client, item, settings=self.settings)
+            async with self._slots:
+                outcome = await delivery.send(self._sender, item, settings=self.settings)
             await self._results.put((item, outcome))
         finally:
-            self._slots.release()
+            self._claimed -= 1
 
     async def _record_loop(self) -> None:
         while True:
@@ -145,4 +148,5 @@ class Dispatcher:
             async with self.db.write() as session:
                 await actions.finish(session, job_id=job.id, me=self.me, result=result, error=error)
         finally:
-            self._job_slots.release()
+            self._jobs_running -= 1
+            self.wake()  # a job slot is free

@@ -211,11 +211,6 @@ def listener() -> Iterator[Listener]:
     made.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DNS rebinding: check_destination resolves the name, then httpx resolves it again to connect, so "
-    "an answer that changes between the two reaches loopback",
-)
 async def test_send_connects_only_to_the_address_that_was_checked(
     listener: Listener, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,355 @@
+"""How a webhook request goes out: POST one body, read the status, ``Retry-After`` and at most
+``EXCERPT_BYTES`` of the response body, never follow a redirect.
+
+``StreamSender`` is the dispatcher's: a small HTTP/1.1 client on asyncio streams with keep-alive connections
+pooled per destination (at most ``per_host`` at once to one destination, so one slow receiver cannot take
+every connection). A general-purpose client costs several milliseconds of CPU per request in its pool
+bookkeeping, which capped delivery at ~200/s on two cores (bench/results/webhooks.md); a webhook needs only
+this much of HTTP. ``HttpxSender`` adapts an ``httpx.AsyncClient`` (custom transports, tests).
+
+Both connect to ``Target.addresses`` (the addresses the SSRF check approved) when there are any, never to the
+name again, and still send the name in ``Host`` and verify TLS certificates against it (SNI). Deadlines are
+the caller's (``delivery.send`` bounds the whole attempt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import string
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+EXCERPT_BYTES = 2048
+KEEPALIVE_SECONDS = 5.0
+"""An idle connection is closed after this long (receivers close theirs too; reusing one they just closed
+costs a failed write)."""
+HEAD_LIMIT = 64 * 1024
+"""Longest response head (status line and headers) accepted."""
+_TARGET_SAFE = "".join(c for c in string.printable if not c.isspace())
+
+
+class SendError(Exception):
+    """No complete response: the message says what went wrong."""
+
+
+class ConnectFailed(SendError):
+    """No connection (refused, unreachable, TLS handshake or certificate failure)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    scheme: str
+    host: str
+    """The URL's host: sent in ``Host``, used for SNI and checked against the TLS certificate."""
+    port: int
+    path: str
+    """The request target (path and query), percent-encoded."""
+    addresses: tuple[str, ...] = ()
+    """Connect to one of these, in order (addresses the SSRF check approved); empty: connect by name."""
+
+    @classmethod
+    def of(cls, url: str, addresses: tuple[str, ...] = ()) -> Target:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return cls(parts.scheme, host, port, quote(path, safe=_TARGET_SAFE), addresses)
+
+    @property
+    def https(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == (443 if self.https else 80) else f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    retry_after: str | None
+    excerpt: bytes
+    """At most EXCERPT_BYTES of the body, as received (no content decoding is asked for)."""
+
+
+class Sender(Protocol):
+    async def post(self, target: Target, headers: Mapping[str, str], body: bytes) -> Reply:
+        """POST ``body``; raises SendError (or OSError/TimeoutError from below) when no response came."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+# -- the lean HTTP/1.1 client ---------------------------------------------------------------------------------
+class _Stale(Exception):
+    """A reused keep-alive connection was closed by the receiver before it answered."""
+
+
+class _Connection:
+    __slots__ = ("address", "idle_since", "reader", "writer")
+
+    def __init__(self, address: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.address, self.reader, self.writer = address, reader, writer
+        self.idle_since = time.monotonic()
+
+    def reusable(self, now: float) -> bool:
+        return now - self.idle_since < KEEPALIVE_SECONDS and not self.writer.is_closing() and not self.reader.at_eof()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _Pool:
+    """Connections to one destination: the idle ones, and a semaphore bounding how many are in use."""
+
+    __slots__ = ("idle", "slots", "users")
+
+    def __init__(self, limit: int) -> None:
+        self.idle: list[_Connection] = []
+        self.slots = asyncio.Semaphore(limit)
+        self.users = 0
+
+    def take(self, addresses: tuple[str, ...]) -> _Connection | None:
+        """An idle connection to one of ``addresses`` (any, when empty); idle connections to addresses no
+        longer approved, or kept too long, are closed on the way."""
+        now = time.monotonic()
+        while self.idle:
+            conn = self.idle.pop()  # the most recently used: the least likely to have been closed
+            if conn.reusable(now) and (not addresses or conn.address in addresses):
+                return conn
+            conn.close()
+        return None
+
+
+_PoolKey = tuple[str, str, int]
+
+
+class StreamSender:
+    """HTTP/1.1 POSTs over pooled keep-alive connections, at most ``per_host`` at once per destination."""
+
+    def __init__(self, *, per_host: int = 32, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.per_host = per_host
+        self._ssl = ssl_context
+        self._pools: dict[_PoolKey, _Pool] = {}
+        self._pruned = time.monotonic()
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            # The same trust store httpx uses (certifi, or SSL_CERT_FILE / SSL_CERT_DIR).
+            self._ssl = httpx.create_ssl_context()
+            self._ssl.set_alpn_protocols(["http/1.1"])
+        return self._ssl
+
+    async def post(self, target: Target, headers: Mapping[str, str], body: bytes) -> Reply:
+        key = (target.scheme, target.host, target.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = _Pool(self.per_host)
+        pool.users += 1
+        try:
+            async with pool.slots:
+                conn = pool.take(target.addresses)
+                if conn is not None:
+                    try:
+                        return await self._exchange(pool, conn, target, headers, body)
+                    except _Stale:
+                        pass  # closed by the receiver while idle: send again on a new connection
+                try:
+                    return await self._exchange(pool, await self._connect(target), target, headers, body)
+                except _Stale:
+                    raise SendError("the receiver closed the connection without answering") from None
+        finally:
+            pool.users -= 1
+            self._prune()
+
+    async def _connect(self, target: Target) -> _Connection:
+        failures = []
+        for address in target.addresses or (target.host,):
+            try:
+                reader, writer = await asyncio.open_connection(
+                    address,
+                    target.port,
+                    ssl=self.ssl_context if target.https else None,
+                    server_hostname=target.host if target.https else None,
+                    limit=HEAD_LIMIT,
+                )
+            except OSError as exc:
+                failures.append(f"{address}: {exc}" if target.addresses else str(exc))
+                continue
+            return _Connection(address, reader, writer)
+        raise ConnectFailed("; ".join(failures))
+
+    async def _exchange(
+        self, pool: _Pool, conn: _Connection, target: Target, headers: Mapping[str, str], body: bytes
+    ) -> Reply:
+        """One request/response on ``conn``; the connection goes back to ``pool`` only after a clean finish
+        (an error or a cancellation, such as the caller's deadline, leaves it in an unknown state: closed)."""
+        keep = False
+        try:
+            lines = [f"POST {target.path} HTTP/1.1", f"host: {target.host_header}"]
+            for name, value in headers.items():
+                if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                    raise SendError(f"header {name!r} contains a line break")
+                lines.append(f"{name}: {value}")
+            lines.append(f"content-length: {len(body)}\r\n\r\n")
+            try:
+                conn.writer.write("\r\n".join(lines).encode("latin-1") + body)
+                await conn.writer.drain()
+                status, fields = await _read_head(conn.reader)
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                    raise SendError("the receiver closed the connection in the middle of its answer") from None
+                raise _Stale from None
+            try:
+                excerpt, complete = await _read_excerpt(conn.reader, status, fields)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                raise SendError("the receiver closed the connection in the middle of its answer") from None
+            except asyncio.LimitOverrunError:
+                raise SendError("the response body is not valid chunked encoding") from None
+            keep = complete and "close" not in fields.get("connection", "").lower()
+            return Reply(status, fields.get("retry-after"), excerpt)
+        finally:
+            if keep:
+                conn.idle_since = time.monotonic()
+                pool.idle.append(conn)
+            else:
+                conn.close()
+
+    def _prune(self) -> None:
+        """Close connections idle for too long and forget destinations nobody uses (at most once a second)."""
+        now = time.monotonic()
+        if now - self._pruned < 1.0:
+            return
+        self._pruned = now
+        for key, pool in list(self._pools.items()):
+            fresh = [c for c in pool.idle if c.reusable(now)]
+            for conn in pool.idle:
+                if conn not in fresh:
+                    conn.close()
+            pool.idle = fresh
+            if not fresh and not pool.users:
+                del self._pools[key]
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            for conn in pool.idle:
+                conn.close()
+        self._pools.clear()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """Status and header fields (lower-case names) of the final response, skipping 1xx interim ones."""
+    while True:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.LimitOverrunError:
+            raise SendError(f"the response head is longer than {HEAD_LIMIT} bytes") from None
+        status_line, *field_lines = head.decode("latin-1").split("\r\n")
+        version, _, rest = status_line.partition(" ")
+        code = rest[:3]
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+            raise SendError(f"not an HTTP/1.x response: {status_line[:80]!r}")
+        fields: dict[str, str] = {}
+        for line in field_lines:
+            name, sep, value = line.partition(":")
+            if sep:
+                name = name.strip().lower()
+                value = value.strip()
+                if name in fields and name == "content-length" and fields[name] != value:
+                    raise SendError("the response has conflicting content-length headers")
+                fields[name] = f"{fields[name]}, {value}" if name in fields and name != "content-length" else value
+        status = int(code)
+        if version == "HTTP/1.0" and "keep-alive" not in fields.get("connection", "").lower():
+            fields["connection"] = "close"
+        if status < 200 and status != 101:
+            continue  # 100 Continue, 103 Early Hints: the real answer follows
+        return status, fields
+
+
+async def _read_excerpt(reader: asyncio.StreamReader, status: int, fields: Mapping[str, str]) -> tuple[bytes, bool]:
+    """Up to EXCERPT_BYTES of the body, and whether the body was read to its end (the connection can be
+    reused). A longer body is not drained: the connection is closed instead."""
+    if status in (204, 304) or status < 200:
+        return b"", True
+    if "chunked" in fields.get("transfer-encoding", "").lower():
+        return await _read_chunked(reader)
+    length_text = fields.get("content-length")
+    if length_text is not None:
+        if not length_text.isdigit():
+            raise SendError(f"invalid content-length {length_text[:40]!r}")
+        length = int(length_text)
+        excerpt = await reader.readexactly(min(length, EXCERPT_BYTES))
+        return excerpt, length <= EXCERPT_BYTES
+    excerpt = b""  # the body runs until the receiver closes the connection
+    while len(excerpt) < EXCERPT_BYTES and (more := await reader.read(EXCERPT_BYTES - len(excerpt))):
+        excerpt += more
+    return excerpt, False
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+    excerpt = b""
+    while len(excerpt) < EXCERPT_BYTES:
+        size_line = await reader.readuntil(b"\r\n")
+        try:
+            size = int(size_line.split(b";", 1)[0].strip(), 16)
+        except ValueError:
+            raise SendError(f"invalid chunk size {size_line[:40]!r}") from None
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass  # trailer fields
+            return excerpt, True
+        if len(excerpt) + size > EXCERPT_BYTES:
+            return excerpt + await reader.readexactly(EXCERPT_BYTES - len(excerpt)), False
+        excerpt += await reader.readexactly(size)
+        await reader.readexactly(2)
+    return excerpt, False
+
+
+# -- an httpx client as a sender --------------------------------------------------------------------------------
+class HttpxSender:
+    """Send through an ``httpx.AsyncClient`` (owned by the caller), with the same rules."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def post(self, target: Target, headers: Mapping[str, str], body: bytes) -> Reply:
+        sent = {**headers, "host": target.host_header, "accept-encoding": "identity"}
+        failures = []
+        for address in target.addresses or (target.host,):
+            netloc = f"[{address}]" if ":" in address else address
+            extensions = {"sni_hostname": target.host} if target.https and target.addresses else {}
+            try:
+                async with self.client.stream(
+                    "POST",
+                    f"{target.scheme}://{netloc}:{target.port}{target.path}",
+                    content=body,
+                    headers=sent,
+                    follow_redirects=False,
+                    extensions=extensions,
+                ) as response:
+                    excerpt = b""
+                    async for chunk in response.aiter_raw():
+                        excerpt += chunk
+                        if len(excerpt) >= EXCERPT_BYTES:
+                            break
+                    return Reply(response.status_code, response.headers.get("retry-after"), excerpt[:EXCERPT_BYTES])
+            except httpx.TimeoutException:
+                raise TimeoutError from None
+            except httpx.ConnectError as exc:
+                failures.append(f"{address}: {exc}" if target.addresses else str(exc))
+            except httpx.HTTPError as exc:
+                raise SendError(f"{exc.__class__.__name__}: {exc}") from None
+        raise ConnectFailed("; ".join(failures))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
