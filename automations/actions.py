@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from automations import triggers
 from automations.domain import AutomationJob
 from registry.db import Database
 from registry.domain.auth import Role
@@ -43,8 +44,14 @@ async def enqueue_gate_run(
     alias: str | None = None,
     spec: str | None = None,
     commit_sha: str | None = None,
+    message: triggers.InboundMessage | None = None,
 ) -> AutomationJob:
-    """Ask for a gate run of ``model`` v``version`` against ``spec`` or the gate policy of ``alias``."""
+    """Ask for a gate run of ``model`` v``version`` against ``spec`` or the gate policy of ``alias``.
+
+    ``message``: the signed request this comes from. Its ``webhook-id`` is remembered per trigger, and the
+    same id again (a replayed request, or the sender retrying) returns the job the first one queued."""
+    if message is not None and (earlier := await triggers.job_for(session, message)) is not None:
+        return earlier
     if (alias is None) == (spec is None):
         raise InvalidInput("give either `alias` (use its gate policy) or `spec`", field="alias")
     if spec is not None:
@@ -64,6 +71,8 @@ async def enqueue_gate_run(
     )
     session.add(job)
     await session.flush()
+    if message is not None:
+        job = await triggers.remember(session, message, job=job)
     return job
 
 

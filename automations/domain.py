@@ -161,3 +161,20 @@ class HookTrigger(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[Timestamp]
+
+
+class HookMessage(Base):
+    """A signed inbound request that was acted on, by its ``webhook-id``: the same id from the same trigger
+    again (a replay, or the sender retrying) gets the job the first request queued instead of a new one."""
+
+    __tablename__ = "hook_messages"
+    __table_args__ = (
+        UniqueConstraint("trigger_id", "message_id"),
+        Index("ix_hook_messages_received_at", "received_at"),
+    )
+
+    id: Mapped[IntPK]
+    trigger_id: Mapped[int] = mapped_column(ForeignKey("hook_triggers.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(256))
+    job_id: Mapped[int] = mapped_column(ForeignKey("automation_jobs.id", ondelete="CASCADE"))
+    received_at: Mapped[Timestamp]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from automations import actions, delivery
+from automations import actions, delivery, triggers
 from registry.db import Database
 from registry.settings import Settings
 
@@ -19,3 +19,9 @@ async def disable_failing_webhooks(db: Database, settings: Settings) -> str:
     async with db.write() as session:
         count = await delivery.disable_failing(session, settings=settings)
     return f"disabled {count} endpoints"
+
+
+async def forget_hook_messages(db: Database, settings: Settings) -> str:
+    async with db.write() as session:
+        count = await triggers.forget_old_messages(session)
+    return f"forgot {count} inbound webhook-ids"

@@ -41,6 +41,7 @@ def schedule(settings: Settings) -> tuple[Periodic, ...]:
     return (
         Periodic("deliveries.reap_stale_locks", settings.reap_interval_seconds, jobs.reap_stale_locks),
         Periodic("webhooks.disable_failing", 60.0, jobs.disable_failing_webhooks),
+        Periodic("hooks.forget_old_messages", 600.0, jobs.forget_hook_messages),
     )
 
 

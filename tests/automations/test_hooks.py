@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,11 +189,6 @@ def test_triggers_are_managed_by_maintainers_and_secrets_shown_once(
         assert gone.status_code == 401
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the inbound hook checks the signature and the 5-minute window but never remembers webhook-ids, so a "
-    "captured request replayed within the window queues another gate run (and spends the test set's reveals)",
-)
 def test_replayed_signed_request_is_not_queued_twice(env: tuple[Stack, LiveServer, str, str]) -> None:
     _, server, model, secret = env
     body = request_body(model)
@@ -201,3 +197,36 @@ def test_replayed_signed_request_is_not_queued_twice(env: tuple[Stack, LiveServe
     assert first.status_code == 202
     replay = httpx.post(server.url + HOOK, content=body, headers=headers)
     assert replay.status_code == 409 or replay.json().get("job_id") == first.json()["job_id"], replay.text
+
+
+def test_concurrent_copies_of_a_signed_request_queue_one_job(env: tuple[Stack, LiveServer, str, str]) -> None:
+    made, server, model, secret = env
+    body = request_body(model, commit_sha=uuid.uuid4().hex[:12])
+    headers = signed(secret, body)
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: httpx.post(server.url + HOOK, content=body, headers=headers), range(8)))
+    assert {a.status_code for a in answers} == {202}, [a.text for a in answers]
+    assert len({a.json()["job_id"] for a in answers}) == 1
+    with client(server, made.tokens.reader) as reader:
+        jobs = reader.get("/api/v1/automations/jobs", params={"limit": 1000}).json()
+        same = [j for j in jobs if j["params"].get("commit_sha") == json.loads(body)["commit_sha"]]
+        assert [j["id"] for j in same] == [answers[0].json()["job_id"]]
+        assert poll(reader, same[0]["id"])["status"] == "succeeded"
+
+
+def test_the_same_webhook_id_with_another_body_or_trigger(env: tuple[Stack, LiveServer, str, str]) -> None:
+    made, server, model, secret = env
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    first, second = request_body(model), request_body(model, commit_sha="abc")
+    with httpx.Client(base_url=server.url) as anon:
+        one = anon.post(HOOK, content=first, headers=signing.headers([secret], msg_id, first))
+        # One sender's webhook-id names one message: a different body under the same id is that message again.
+        again = anon.post(HOOK, content=second, headers=signing.headers([secret], msg_id, second))
+        assert one.status_code == again.status_code == 202 and one.json()["job_id"] == again.json()["job_id"]
+        with client(server, made.tokens.maintainer) as api:
+            other = api.post("/api/v1/automations/triggers", json={"name": unique("other"), "model": model}).json()
+        theirs = anon.post(HOOK, content=first, headers=signing.headers([other["secret"]], msg_id, first))
+        assert theirs.status_code == 202 and theirs.json()["job_id"] != one.json()["job_id"]  # ids are per trigger
+        too_long = anon.post(HOOK, content=first, headers=signing.headers([secret], "m" * 300, first))
+        assert too_long.status_code == 400 and "webhook-id" in too_long.text
+        assert too_long.headers["content-type"].startswith("application/problem+json")

@@ -166,11 +166,13 @@ async def token_or_signature(connection: ASGIConnection[Any, Any, Any, Any], han
         raise Unauthenticated("the signature matches no trigger secret, or its timestamp is too old")
     connection.state.actor = Actor(name=f"trigger:{trigger.name}", role=Role.writer)
     connection.state.trigger_model = trigger.model
+    connection.state.hook_message = triggers.InboundMessage.of(trigger, connection.headers["webhook-id"])
 
 
 @post("/gate-runs", guards=[token_or_signature], status_code=202)
 async def request_gate_run(request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
-    """Queue a gate run of a version (against an alias' gate policy or an inline spec); poll the job."""
+    """Queue a gate run of a version (against an alias' gate policy or an inline spec); poll the job.
+    A signed request whose ``webhook-id`` this trigger already sent gets the job it queued then."""
     try:
         data = msgspec.json.decode(await request.body(), type=GateRunRequest)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
@@ -188,6 +190,7 @@ async def request_gate_run(request: Request[Any, Any, Any], db: Database) -> dic
             alias=data.alias,
             spec=data.spec,
             commit_sha=data.commit_sha,
+            message=getattr(request.state, "hook_message", None),
         )
     return {"job_id": job.id, "status": job.status, "poll": f"/api/v1/automations/jobs/{job.id}"}
 
