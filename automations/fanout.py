@@ -93,7 +93,9 @@ async def fan_out(session: AsyncSession, *, batch: int = 1000) -> int:
                     )
                 )
     if deliveries:
-        await session.execute(upsert(session, Delivery).values(deliveries).on_conflict_do_nothing())
+        # Rows as executemany parameters, not one multi-row VALUES: a batch of events times the endpoints
+        # that want them can exceed the drivers' limit on bind parameters in one statement (32767).
+        await session.execute(upsert(session, Delivery).on_conflict_do_nothing(), deliveries)
     cursor.seq = pending[-1].seq
     await session.flush()
     return len(pending)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from automations import delivery, webhooks
+from automations import delivery, fanout, webhooks
 from automations.domain import Delivery, DeliveryAttempt, Webhook
 from registry.domain.auth import Role
 from registry.domain.base import utcnow
@@ -115,3 +115,23 @@ async def test_a_410_cancels_the_endpoints_other_outcomes_in_the_same_batch(sess
     statuses = await _statuses(session, rows)
     assert statuses[claimed[1].delivery_id][0] == "failed"
     assert {statuses[claimed[i].delivery_id][0] for i in (0, 2)} == {"cancelled"}
+
+
+async def test_fan_out_of_a_large_batch_to_many_endpoints(session: AsyncSession) -> None:
+    """More delivery rows in one round than one statement may carry bind parameters for (32767)."""
+    hooks = []
+    for _ in range(10):
+        hook, _ = await webhooks.create(
+            session,
+            url=f"https://hooks.example.com/{uuid.uuid4().hex}",
+            event_types=["*"],
+            actor=MAINTAINER,
+            allow_private=False,
+        )
+        hooks.append(hook.id)
+    for i in range(500):
+        await events.record(session, type="model.created", subject=f"m{i}", actor="t", data={"name": f"m{i}"})
+    while await fanout.fan_out(session, batch=1000):
+        pass
+    count = await session.scalar(select(func.count()).where(Delivery.webhook_id.in_(hooks)))
+    assert count == 10 * 500
