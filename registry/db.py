@@ -5,15 +5,21 @@ The boundary that opens a session owns its transaction (one HTTP request, one CL
 
 SQLite: writes take the database lock up front (``BEGIN IMMEDIATE``) through a single pooled connection,
 so concurrent writers queue in-process instead of failing with SQLITE_BUSY when a read transaction tries
-to upgrade to a write; reads use their own pool and never block under WAL.
+to upgrade to a write; reads use their own pool and never block under WAL. Writers in *other* processes
+(``registry serve --workers N``) queue on an advisory file lock beside the database, which wakes the next
+one as soon as the lock is free; SQLite's own busy handler would make them poll with sleeps of up to 100 ms,
+which shows up as a long latency tail.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
+import anyio
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -56,6 +62,60 @@ def _sqlite_engine(url: URL, *, immediate: bool, pool_size: int) -> AsyncEngine:
     return engine
 
 
+class _ProcessWriteLock:
+    """An exclusive ``flock`` on ``path`` while a write transaction runs (POSIX only).
+
+    Each turn opens the file anew, so every holder has its own open file description (the owner of a
+    ``flock``) and closing it releases the lock, also when a waiter gave up mid-wait.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._local = anyio.Lock()
+        """One waiter per process; the others queue here, in order."""
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        async with self._local:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            await _flock_exclusive(fd)
+            try:
+                yield
+            finally:
+                os.close(fd)
+
+
+async def _flock_exclusive(fd: int) -> None:
+    """Lock ``fd``; on failure or cancellation ``fd`` ends up closed (at once, or by the waiting thread)."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    mutex = threading.Lock()
+    state = {"done": False, "gave_up": False}
+
+    def wait() -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        finally:
+            with mutex:
+                state["done"] = True
+                if state["gave_up"]:
+                    os.close(fd)
+
+    try:
+        await anyio.to_thread.run_sync(wait, abandon_on_cancel=True)
+    except BaseException:
+        with mutex:
+            state["gave_up"] = True
+            if state["done"]:
+                os.close(fd)
+        raise
+
+
 class Database:
     """Owns the engines of one database; ``write()``/``read()`` open transactions."""
 
@@ -66,12 +126,14 @@ class Database:
             if self.url.database in (None, "", ":memory:"):
                 raise ValueError("SQLite needs a file database (WAL is shared across connections)")
             self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1)
+            self._write_lock = _ProcessWriteLock(f"{self.url.database}.write-lock") if os.name == "posix" else None
             self.read_engine = _sqlite_engine(self.url, immediate=False, pool_size=pool_size)
         else:
             self.write_engine = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
             self.read_engine = self.write_engine
+            self._write_lock = None
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
         self.on_commit: list[Callable[[], None]] = []
         """Called after a write transaction that recorded outbox events commits (wakes the dispatcher)."""
@@ -86,12 +148,14 @@ class Database:
         """A read-write transaction: committed when the block ends, rolled back if it raises.
 
         Side effects wait for the commit: ``on_commit`` callbacks run only after it succeeded."""
-        async with self._writer() as session:
+        turn: AbstractAsyncContextManager[None] = self._write_lock.hold() if self._write_lock else nullcontext()
+        async with turn, self._writer() as session:
             async with session.begin():
                 yield session
-            if session.info.pop("outbox_written", False):
-                for callback in self.on_commit:
-                    callback()
+            wrote_events = session.info.pop("outbox_written", False)
+        if wrote_events:
+            for callback in self.on_commit:
+                callback()
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -108,5 +172,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self.write_engine.dispose()
+
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

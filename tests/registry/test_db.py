@@ -1,0 +1,63 @@
+"""SQLite writers in different processes take turns on the file lock beside the database.
+
+Two ``Database`` objects on one file stand in for two worker processes: ``flock`` locks belong to an open
+file description, so they exclude each other exactly as two processes would.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+from sqlalchemy import text
+
+from registry.db import Database
+
+
+async def _setup(path: Path) -> tuple[Database, Database]:
+    first, second = Database(f"sqlite:///{path}"), Database(f"sqlite:///{path}")
+    async with first.write() as session:
+        await session.execute(text("CREATE TABLE log (who TEXT)"))
+    return first, second
+
+
+async def test_a_second_writer_waits_for_the_first_to_commit(tmp_path: Path) -> None:
+    first, second = await _setup(tmp_path / "turns.db")
+    order: list[str] = []
+
+    async def other() -> None:
+        async with second.write() as session:
+            order.append("second in")
+            await session.execute(text("INSERT INTO log VALUES ('second')"))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            async with first.write() as session:
+                await session.execute(text("INSERT INTO log VALUES ('first')"))
+                tg.start_soon(other)
+                await anyio.sleep(0.3)  # the other writer is blocked on the lock meanwhile
+                order.append("first commits")
+        assert order == ["first commits", "second in"]
+        async with first.read() as session:
+            assert list((await session.execute(text("SELECT who FROM log"))).scalars()) == ["first", "second"]
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_a_writer_cancelled_while_waiting_leaves_the_lock_free(tmp_path: Path) -> None:
+    first, second = await _setup(tmp_path / "cancel.db")
+    try:
+        async with first.write():
+            with anyio.move_on_after(0.2) as waited:
+                async with second.write():
+                    raise AssertionError("entered while the other writer held the lock")
+            assert waited.cancelled_caught
+        with anyio.fail_after(5):  # the cancelled waiter released what it got: both can write again
+            async with second.write() as session:
+                await session.execute(text("INSERT INTO log VALUES ('second')"))
+            async with first.write() as session:
+                await session.execute(text("INSERT INTO log VALUES ('first')"))
+    finally:
+        await first.dispose()
+        await second.dispose()
