@@ -86,6 +86,9 @@ class Dispatcher:
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatcher_poll_seconds)
+                if self._wake.is_set() and self.settings.dispatcher_coalesce_seconds > 0:
+                    # Every committed change wakes us; one round (a write transaction) can serve a burst.
+                    await asyncio.sleep(self.settings.dispatcher_coalesce_seconds)
                 self._wake.clear()
 
     async def tick(self) -> bool:

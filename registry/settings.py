@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     webhook_rotation_overlap_hours: float = 24.0
     dispatcher_enabled: bool = True
     dispatcher_poll_seconds: float = 0.5
+    dispatcher_coalesce_seconds: float = 0.05
+    """After a commit wakes the dispatcher, wait this long so a burst of commits is served by one round."""
     dispatcher_concurrency: int = 64
     scheduler_enabled: bool = True
     reap_interval_seconds: float = 5.0
