@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from registry.settings import Settings
 
 USER_AGENT = f"modelkeep-webhooks/{registry.__version__}"
 log = logging.getLogger("automations.delivery")
+RETRY_AFTER_MAX = 3 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +125,22 @@ async def claim(session: AsyncSession, *, me: str, limit: int, lock: timedelta) 
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds a ``Retry-After`` value asks for (delta-seconds or an HTTP date), at most RETRY_AFTER_MAX.
+
+    Capped so that whatever a receiver answers ("inf", a date in the year 9999) stays a date the database
+    can store, and the delivery is tried again within the usual span of the schedule."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         try:
-            return max(0.0, (parsedate_to_datetime(value) - utcnow()).total_seconds())
-        except (TypeError, ValueError):
+            seconds = (parsedate_to_datetime(value) - utcnow()).total_seconds()
+        except (TypeError, ValueError, OverflowError):
             return None
+    if math.isnan(seconds):
+        return None
+    return min(max(0.0, seconds), RETRY_AFTER_MAX)
 
 
 async def send(sender: Sender | httpx.AsyncClient, item: Claimed, *, settings: Settings) -> Outcome:
@@ -139,7 +148,8 @@ async def send(sender: Sender | httpx.AsyncClient, item: Claimed, *, settings: S
 
     ``webhook_timeout_seconds`` bounds the whole attempt (resolving, connecting, sending, reading the answer
     and up to 2 KiB of its body), not each read: a receiver trickling its answer cannot hold a slot past it.
-    The host is resolved and checked now, and the connection goes to a checked address (see ``ssrf``)."""
+    The host is resolved and checked now, and the connection goes to a checked address (see ``ssrf``).
+    Callers that limit requests per destination wait in ``sender.reserve(item.url)`` first (untimed)."""
     if isinstance(sender, httpx.AsyncClient):
         sender = HttpxSender(sender)
     started, clock = utcnow(), time.perf_counter()

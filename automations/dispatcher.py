@@ -55,9 +55,6 @@ class Dispatcher:
         self._wake.set()
 
     def start(self) -> None:
-        # One INFO line per request from a client library would cost more than the delivery itself.
-        for name in ("httpx", "httpcore"):
-            logging.getLogger(name).setLevel(logging.WARNING)
         self.db.on_commit.append(self.wake)
         self._main = asyncio.create_task(self._run(), name="modelkeep-dispatcher")
         self._recorder = asyncio.create_task(self._record_loop(), name="modelkeep-recorder")
@@ -118,7 +115,9 @@ class Dispatcher:
 
     async def _deliver(self, item: delivery.Claimed) -> None:
         try:
-            async with self._slots:
+            # The destination's turn first, then a slot: a delivery queued behind a busy receiver holds
+            # none of the slots other receivers' deliveries could use. Neither wait counts as the attempt.
+            async with self._sender.reserve(item.url), self._slots:
                 outcome = await delivery.send(self._sender, item, settings=self.settings)
             await self._results.put((item, outcome))
         finally:

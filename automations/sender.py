@@ -2,10 +2,11 @@
 ``EXCERPT_BYTES`` of the response body, never follow a redirect.
 
 ``StreamSender`` is the dispatcher's: a small HTTP/1.1 client on asyncio streams with keep-alive connections
-pooled per destination (at most ``per_host`` at once to one destination, so one slow receiver cannot take
-every connection). A general-purpose client costs several milliseconds of CPU per request in its pool
-bookkeeping, which capped delivery at ~200/s on two cores (bench/results/webhooks.md); a webhook needs only
-this much of HTTP. ``HttpxSender`` adapts an ``httpx.AsyncClient`` (custom transports, tests).
+pooled per destination, and ``reserve`` lets at most ``per_host`` requests at once go to one destination, so
+one slow receiver cannot take every connection. A general-purpose client costs several milliseconds of CPU
+per request in its pool bookkeeping, which capped delivery at ~200/s on two cores
+(bench/results/webhooks.md); a webhook needs only this much of HTTP. ``HttpxSender`` adapts an
+``httpx.AsyncClient`` (custom transports, tests).
 
 Both connect to ``Target.addresses`` (the addresses the SSRF check approved) when there are any, never to the
 name again, and still send the name in ``Host`` and verify TLS certificates against it (SNI). Deadlines are
@@ -18,7 +19,9 @@ import asyncio
 import ssl
 import string
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import quote, urlsplit
@@ -29,6 +32,8 @@ EXCERPT_BYTES = 2048
 KEEPALIVE_SECONDS = 5.0
 """An idle connection is closed after this long (receivers close theirs too; reusing one they just closed
 costs a failed write)."""
+OPENING_PER_HOST = 2
+"""New connections to one destination that may be waiting for their first answer at once (see _acquire)."""
 HEAD_LIMIT = 64 * 1024
 """Longest response head (status line and headers) accepted."""
 _TARGET_SAFE = "".join(c for c in string.printable if not c.isspace())
@@ -82,6 +87,13 @@ class Reply:
 
 
 class Sender(Protocol):
+    def reserve(self, url: str) -> AbstractAsyncContextManager[None]:
+        """Wait for the right to send to ``url``'s destination (a per-destination limit, if the sender has one).
+
+        Kept apart from ``post`` so that waiting here is not part of the attempt's deadline: the deadline
+        measures the receiver, not this process's queue."""
+        ...
+
     async def post(self, target: Target, headers: Mapping[str, str], body: bytes) -> Reply:
         """POST ``body``; raises SendError (or OSError/TimeoutError from below) when no response came."""
         ...
@@ -95,11 +107,15 @@ class _Stale(Exception):
 
 
 class _Connection:
-    __slots__ = ("address", "idle_since", "reader", "writer")
+    __slots__ = ("address", "idle_since", "opening", "proven", "reader", "writer")
 
     def __init__(self, address: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.address, self.reader, self.writer = address, reader, writer
         self.idle_since = time.monotonic()
+        self.proven = False
+        """The receiver has answered on it (so it accepted the connection)."""
+        self.opening = True
+        """Counted in its pool's ``opening`` (until it is proven or closed)."""
 
     def reusable(self, now: float) -> bool:
         return now - self.idle_since < KEEPALIVE_SECONDS and not self.writer.is_closing() and not self.reader.at_eof()
@@ -109,14 +125,17 @@ class _Connection:
 
 
 class _Pool:
-    """Connections to one destination: the idle ones, and a semaphore bounding how many are in use."""
+    """Connections to one destination: idle ones, how many are being opened, who waits for one, and a
+    semaphore bounding how many requests are reserved at once."""
 
-    __slots__ = ("idle", "slots", "users")
+    __slots__ = ("idle", "opening", "slots", "users", "waiters")
 
     def __init__(self, limit: int) -> None:
         self.idle: list[_Connection] = []
+        self.opening = 0
         self.slots = asyncio.Semaphore(limit)
         self.users = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
     def take(self, addresses: tuple[str, ...]) -> _Connection | None:
         """An idle connection to one of ``addresses`` (any, when empty); idle connections to addresses no
@@ -128,6 +147,31 @@ class _Pool:
                 return conn
             conn.close()
         return None
+
+    async def changed(self) -> None:
+        """Wait until a connection comes back or an opening one is answered (or fails)."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.wake_one()  # woken and cancelled at once: pass the news on
+            raise
+
+    def wake_one(self) -> None:
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def settle(self, conn: _Connection) -> None:
+        """``conn`` got an answer, or was closed before one: it no longer counts as being opened."""
+        if conn.opening:
+            conn.opening = False
+            self.opening -= 1
+            self.wake_one()
 
 
 _PoolKey = tuple[str, str, int]
@@ -150,27 +194,59 @@ class StreamSender:
             self._ssl.set_alpn_protocols(["http/1.1"])
         return self._ssl
 
-    async def post(self, target: Target, headers: Mapping[str, str], body: bytes) -> Reply:
+    def _pool(self, target: Target) -> _Pool:
         key = (target.scheme, target.host, target.port)
         pool = self._pools.get(key)
         if pool is None:
             pool = self._pools[key] = _Pool(self.per_host)
+        return pool
+
+    @asynccontextmanager
+    async def reserve(self, url: str) -> AsyncIterator[None]:
+        """At most ``per_host`` reservations per destination at once (``post`` itself does not wait)."""
+        pool = self._pool(Target.of(url))
         pool.users += 1
         try:
             async with pool.slots:
-                conn = pool.take(target.addresses)
-                if conn is not None:
-                    try:
-                        return await self._exchange(pool, conn, target, headers, body)
-                    except _Stale:
-                        pass  # closed by the receiver while idle: send again on a new connection
-                try:
-                    return await self._exchange(pool, await self._connect(target), target, headers, body)
-                except _Stale:
-                    raise SendError("the receiver closed the connection without answering") from None
+                yield
         finally:
             pool.users -= 1
             self._prune()
+
+    async def post(self, target: Target, headers: Mapping[str, str], body: bytes) -> Reply:
+        pool = self._pool(target)
+        pool.users += 1
+        try:
+            while True:
+                conn = await self._acquire(pool, target)
+                try:
+                    return await self._exchange(pool, conn, target, headers, body)
+                except _Stale:
+                    if not conn.proven:
+                        raise SendError("the receiver closed the connection without answering") from None
+                    # It answered before and closed while idle: send again on another connection.
+        finally:
+            pool.users -= 1
+
+    async def _acquire(self, pool: _Pool, target: Target) -> _Connection:
+        """An idle connection, else a new one. At most OPENING_PER_HOST new connections to a destination may
+        be waiting for their first answer: opening dozens at once overflows a small listen backlog, and the
+        dropped connection attempts are retried by TCP only a second later (past many deadlines). Counting
+        until the first answer (not until the handshake, which the kernel completes before the receiver
+        accepts) lets connections grow as fast as the receiver takes them."""
+        while True:
+            conn = pool.take(target.addresses)
+            if conn is not None:
+                return conn
+            if pool.opening < OPENING_PER_HOST:
+                pool.opening += 1
+                try:
+                    return await self._connect(target)
+                except BaseException:
+                    pool.opening -= 1
+                    pool.wake_one()
+                    raise
+            await pool.changed()
 
     async def _connect(self, target: Target) -> _Connection:
         failures = []
@@ -210,6 +286,8 @@ class StreamSender:
                 if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
                     raise SendError("the receiver closed the connection in the middle of its answer") from None
                 raise _Stale from None
+            conn.proven = True
+            pool.settle(conn)
             try:
                 excerpt, complete = await _read_excerpt(conn.reader, status, fields)
             except (ConnectionError, asyncio.IncompleteReadError):
@@ -222,8 +300,10 @@ class StreamSender:
             if keep:
                 conn.idle_since = time.monotonic()
                 pool.idle.append(conn)
+                pool.wake_one()
             else:
                 conn.close()
+                pool.settle(conn)
 
     def _prune(self) -> None:
         """Close connections idle for too long and forget destinations nobody uses (at most once a second)."""
@@ -279,7 +359,9 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]
 async def _read_excerpt(reader: asyncio.StreamReader, status: int, fields: Mapping[str, str]) -> tuple[bytes, bool]:
     """Up to EXCERPT_BYTES of the body, and whether the body was read to its end (the connection can be
     reused). A longer body is not drained: the connection is closed instead."""
-    if status in (204, 304) or status < 200:
+    if status < 200:
+        return b"", False  # 101: the connection speaks another protocol now
+    if status in (204, 304):
         return b"", True
     if "chunked" in fields.get("transfer-encoding", "").lower():
         return await _read_chunked(reader)
@@ -321,6 +403,9 @@ class HttpxSender:
 
     def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
+
+    def reserve(self, url: str) -> AbstractAsyncContextManager[None]:
+        return nullcontext()  # the client's own pool limits apply
 
     async def post(self, target: Target, headers: Mapping[str, str], body: bytes) -> Reply:
         sent = {**headers, "host": target.host_header, "accept-encoding": "identity"}

@@ -135,3 +135,10 @@ async def test_fan_out_of_a_large_batch_to_many_endpoints(session: AsyncSession)
         pass
     count = await session.scalar(select(func.count()).where(Delivery.webhook_id.in_(hooks)))
     assert count == 10 * 500
+
+
+def test_retry_after_is_capped_to_a_storable_delay() -> None:
+    for value in ("inf", "1e400", "99999999999999", "Fri, 31 Dec 9999 23:59:59 GMT"):
+        assert delivery._retry_after(value) == delivery.RETRY_AFTER_MAX, value
+    assert delivery._retry_after("nan") is None
+    assert utcnow() + timedelta(seconds=delivery.next_delay(SETTINGS, 1, delivery.RETRY_AFTER_MAX) or 0)

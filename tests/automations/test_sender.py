@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from automations.sender import EXCERPT_BYTES, ConnectFailed, SendError, StreamSender, Target
+from automations.sender import EXCERPT_BYTES, ConnectFailed, Reply, SendError, StreamSender, Target
+from tests.automations.receivers import Receiver
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[bool]]
 """Answers one request (its body already read); returns whether to keep the connection open."""
@@ -177,9 +179,33 @@ async def test_no_more_than_per_host_connections_to_one_destination() -> None:
 
     async with serving(slow) as server:
         sender = StreamSender(per_host=3)
-        replies = await asyncio.gather(*(sender.post(target(server), HEADERS, b"{}") for _ in range(12)))
+
+        async def one() -> Reply:
+            async with sender.reserve(f"http://127.0.0.1:{server.port}/hook"):
+                return await sender.post(target(server), HEADERS, b"{}")
+
+        replies = await asyncio.gather(*(one() for _ in range(12)))
         await sender.aclose()
     assert {r.status for r in replies} == {200} and server.most_in_flight == 3 and server.connections == 3
+
+
+async def test_a_burst_does_not_overflow_a_small_listen_backlog() -> None:
+    """A threaded receiver with Python's default backlog of 5: opening dozens of connections at once would
+    have the kernel drop some, and TCP retries those only after a second."""
+    with Receiver() as receiver:
+        sender = StreamSender(per_host=32)
+
+        async def one() -> float:
+            async with sender.reserve(receiver.url):
+                started = time.perf_counter()
+                reply = await sender.post(Target.of(receiver.url), HEADERS, b"{}")
+                assert reply.status == 401  # unsigned: answered all the same
+                return time.perf_counter() - started
+
+        took = await asyncio.gather(*(one() for _ in range(64)))
+        await sender.aclose()
+    assert max(took) < 0.9, sorted(took)[-5:]
+    assert len(receiver.snapshot()) == 64
 
 
 async def test_line_breaks_in_headers_are_refused_and_the_path_is_encoded() -> None:
