@@ -33,7 +33,10 @@ KEEPALIVE_SECONDS = 5.0
 """An idle connection is closed after this long (receivers close theirs too; reusing one they just closed
 costs a failed write)."""
 OPENING_PER_HOST = 2
-"""New connections to one destination that may be waiting for their first answer at once (see _acquire)."""
+OPENING_GRACE_SECONDS = 0.05
+"""At most OPENING_PER_HOST new connections to one destination count as being opened at a time: each until
+its first answer, or for OPENING_GRACE_SECONDS after its handshake if the receiver takes longer to answer
+(see _acquire)."""
 HEAD_LIMIT = 64 * 1024
 """Longest response head (status line and headers) accepted."""
 _TARGET_SAFE = "".join(c for c in string.printable if not c.isspace())
@@ -229,11 +232,14 @@ class StreamSender:
             pool.users -= 1
 
     async def _acquire(self, pool: _Pool, target: Target) -> _Connection:
-        """An idle connection, else a new one. At most OPENING_PER_HOST new connections to a destination may
-        be waiting for their first answer: opening dozens at once overflows a small listen backlog, and the
-        dropped connection attempts are retried by TCP only a second later (past many deadlines). Counting
-        until the first answer (not until the handshake, which the kernel completes before the receiver
-        accepts) lets connections grow as fast as the receiver takes them."""
+        """An idle connection, else a new one, opened at a pace the receiver can take.
+
+        Opening dozens of connections at once overflows a small listen backlog (Python's http.server has 5),
+        and TCP retries the dropped attempts only a second later, past short deadlines. So at most
+        OPENING_PER_HOST connections to a destination are being opened at a time, each counted until the
+        receiver first answers on it (the handshake alone proves nothing: the kernel completes it before
+        the receiver accepts), or for OPENING_GRACE_SECONDS, so a receiver that answers slowly still gets
+        its connections, 40 a second."""
         while True:
             conn = pool.take(target.addresses)
             if conn is not None:
@@ -241,11 +247,13 @@ class StreamSender:
             if pool.opening < OPENING_PER_HOST:
                 pool.opening += 1
                 try:
-                    return await self._connect(target)
+                    conn = await self._connect(target)
                 except BaseException:
                     pool.opening -= 1
                     pool.wake_one()
                     raise
+                asyncio.get_running_loop().call_later(OPENING_GRACE_SECONDS, pool.settle, conn)
+                return conn
             await pool.changed()
 
     async def _connect(self, target: Target) -> _Connection:

@@ -208,6 +208,27 @@ async def test_a_burst_does_not_overflow_a_small_listen_backlog() -> None:
     assert len(receiver.snapshot()) == 64
 
 
+async def test_a_receiver_that_answers_slowly_still_gets_its_connections() -> None:
+    release, all_held = asyncio.Event(), asyncio.Event()
+
+    async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
+        if n == 12:
+            all_held.set()
+        await release.wait()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+        return True
+
+    async with serving(held) as server:
+        sender = StreamSender(per_host=32)
+        sends = [asyncio.create_task(sender.post(target(server), HEADERS, b"{}")) for _ in range(12)]
+        async with asyncio.timeout(3):  # none answered yet, all twelve sent: 40 new connections a second
+            await all_held.wait()
+        assert server.in_flight == server.connections == 12
+        release.set()
+        assert {r.status for r in await asyncio.gather(*sends)} == {200}
+        await sender.aclose()
+
+
 async def test_line_breaks_in_headers_are_refused_and_the_path_is_encoded() -> None:
     async with serving(reply(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")) as server:
         sender = StreamSender()
