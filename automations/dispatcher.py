@@ -41,10 +41,15 @@ class Dispatcher:
         concurrency = settings.dispatcher_concurrency
         self._sender = sender or StreamSender(per_host=min(PER_HOST, concurrency))
         self._wake = asyncio.Event()
+        self._refill = False
+        """The wake-up is for room to claim more deliveries (no point in waiting for more commits)."""
         self._slots = asyncio.Semaphore(concurrency)
         self._capacity = 2 * concurrency
         """Deliveries claimed and not yet sent (sending, or waiting for a slot) at most."""
         self._claimed = 0
+        # Top up in batches: claiming a handful of rows whenever one send finishes would cost a write
+        # transaction per few deliveries.
+        self._claim_at_least = max(1, concurrency // 4)
         self._jobs_running = 0
         self._results: asyncio.Queue[tuple[delivery.Claimed, delivery.Outcome]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -83,10 +88,12 @@ class Dispatcher:
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatcher_poll_seconds)
-                if self._wake.is_set() and self.settings.dispatcher_coalesce_seconds > 0:
+                if self._wake.is_set() and not self._refill and self.settings.dispatcher_coalesce_seconds > 0:
                     # Every committed change wakes us; one round (a write transaction) can serve a burst.
+                    # Not when deliveries finished: their slots would sit idle meanwhile.
                     await asyncio.sleep(self.settings.dispatcher_coalesce_seconds)
                 self._wake.clear()
+                self._refill = False
 
     async def tick(self) -> bool:
         """One round; True when there may be more work right away."""
@@ -96,7 +103,7 @@ class Dispatcher:
         jobs: list[actions.ClaimedJob] = []
         async with self.db.write() as session:
             fanned = await fanout.fan_out(session)
-            if wanted > 0:
+            if wanted >= self._claim_at_least:
                 claimed = await delivery.claim(session, me=self.me, limit=wanted, lock=self.lock)
             if jobs_wanted > 0:
                 jobs = await actions.claim(session, me=self.me, limit=jobs_wanted, lock=self.lock)
@@ -106,7 +113,7 @@ class Dispatcher:
         self._jobs_running += len(jobs)
         for job in jobs:
             self._spawn(self._run_job(job))
-        return bool(fanned or (wanted > 0 and len(claimed) >= wanted))
+        return bool(fanned or (wanted >= self._claim_at_least and len(claimed) >= wanted))
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
@@ -135,7 +142,9 @@ class Dispatcher:
                 raise
             except Exception:  # the leases expire and the reaper requeues these deliveries
                 log.exception("recording %d delivery outcomes failed", len(batch))
-            self.wake()  # failures may be due again soon; successes free slots
+            # Sends finished (room to claim more), and failures may be due again soon.
+            self._refill = True
+            self.wake()
 
     async def _run_job(self, job: actions.ClaimedJob) -> None:
         try:
