@@ -207,7 +207,10 @@ def live_server(database_url: str, data_dir: Path, api_tokens: Tokens) -> Iterat
     """A real `registry serve` process on loopback, on this backend's database."""
     # Loopback webhook receivers in tests need http:// and 127.0.0.1, which production refuses by default.
     # Auth cache off: tests revoke tokens through the database and expect the next request to fail.
-    server = start_server(database_url, data_dir, extra_env={"MODELKEEP_WEBHOOK_ALLOW_PRIVATE": "true",
-                                                             "MODELKEEP_AUTH_CACHE_SECONDS": "0"})
+    server = start_server(
+        database_url,
+        data_dir,
+        extra_env={"MODELKEEP_WEBHOOK_ALLOW_PRIVATE": "true", "MODELKEEP_AUTH_CACHE_SECONDS": "0"},
+    )
     yield server
     stop_server(server)

@@ -16,13 +16,16 @@ from tests.conftest import Tokens, bearer
 
 
 @pytest.fixture
-async def small_limits(db: Database, database_url: str, tmp_path: Path, api_tokens: Tokens
-                       ) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
-    settings = Settings(data_dir=tmp_path, database_url=database_url, max_upload_bytes=1000,
-                        max_request_body_bytes=2000)
+async def small_limits(
+    db: Database, database_url: str, tmp_path: Path, api_tokens: Tokens
+) -> AsyncIterator[tuple[httpx.AsyncClient, Settings]]:
+    settings = Settings(
+        data_dir=tmp_path, database_url=database_url, max_upload_bytes=1000, max_request_body_bytes=2000
+    )
     app = create_app(settings, db=db, store=LocalBlobStore(tmp_path / "blobs"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry",
-                                 headers=bearer(api_tokens.writer)) as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://registry", headers=bearer(api_tokens.writer)
+    ) as client:
         yield client, settings
 
 

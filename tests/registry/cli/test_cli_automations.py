@@ -52,36 +52,62 @@ def test_webhook_commands(live_server: LiveServer, api_tokens: Tokens, capsys: p
     receiver = Receiver()
     try:
         model = unique("hooked")
-        code, out, _ = run(live_server, api_tokens.maintainer, capsys, "webhooks", "add", receiver.url,
-                           "--events", "webhook.test,model.created", "--model", model, "--json")
+        code, out, _ = run(
+            live_server,
+            api_tokens.maintainer,
+            capsys,
+            "webhooks",
+            "add",
+            receiver.url,
+            "--events",
+            "webhook.test,model.created",
+            "--model",
+            model,
+            "--json",
+        )
         hook = json.loads(out)
         assert code == 0 and hook["secret"].startswith("whsec_")
         code, out, _ = run(live_server, api_tokens.reader, capsys, "webhooks", "list", "--json")
-        assert any(h["id"] == hook["id"] and "secret" not in h or h.get("secret") is None for h in json.loads(out))
+        assert any(h["id"] == hook["id"] and not h.get("secret") for h in json.loads(out))
         assert run(live_server, api_tokens.maintainer, capsys, "webhooks", "test", str(hook["id"]))[0] == 0
         receiver.wait_for(1)
         headers, body = receiver.requests[0]
         Verifier(hook["secret"]).verify(body, headers)
         assert json.loads(body)["type"] == "webhook.test"
 
-        code, out, _ = run(live_server, api_tokens.reader, capsys, "webhooks", "deliveries", "--webhook",
-                           str(hook["id"]), "--json")
+        code, out, _ = run(
+            live_server, api_tokens.reader, capsys, "webhooks", "deliveries", "--webhook", str(hook["id"]), "--json"
+        )
         rows = json.loads(out)
         assert rows and rows[0]["status"] in ("succeeded", "delivering")
-        code, out, _ = run(live_server, api_tokens.maintainer, capsys, "webhooks", "rotate-secret", str(hook["id"]),
-                           "--json")
+        code, out, _ = run(
+            live_server, api_tokens.maintainer, capsys, "webhooks", "rotate-secret", str(hook["id"]), "--json"
+        )
         assert json.loads(out)["secret"] != hook["secret"]
-        assert run(live_server, api_tokens.maintainer, capsys, "webhooks", "disable", str(hook["id"]), "--reason",
-                   "maintenance")[0] == 0
+        assert (
+            run(
+                live_server,
+                api_tokens.maintainer,
+                capsys,
+                "webhooks",
+                "disable",
+                str(hook["id"]),
+                "--reason",
+                "maintenance",
+            )[0]
+            == 0
+        )
         code, out, _ = run(live_server, api_tokens.reader, capsys, "webhooks", "list", "--json")
         mine = next(h for h in json.loads(out) if h["id"] == hook["id"])
         assert mine["enabled"] is False and mine["disabled_reason"] == "maintenance"
         assert run(live_server, api_tokens.maintainer, capsys, "webhooks", "enable", str(hook["id"]))[0] == 0
-        code, _, err = run(live_server, api_tokens.writer, capsys, "webhooks", "add", receiver.url, "--events",
-                           "alias.moved")
+        code, _, err = run(
+            live_server, api_tokens.writer, capsys, "webhooks", "add", receiver.url, "--events", "alias.moved"
+        )
         assert code == 1 and "maintainer" in err
-        code, _, err = run(live_server, api_tokens.maintainer, capsys, "webhooks", "add", receiver.url, "--events",
-                           "alias.teleported")
+        code, _, err = run(
+            live_server, api_tokens.maintainer, capsys, "webhooks", "add", receiver.url, "--events", "alias.teleported"
+        )
         assert code == 2 and "unknown event type" in err
         assert run(live_server, api_tokens.maintainer, capsys, "webhooks", "remove", str(hook["id"]))[0] == 0
         assert run(live_server, api_tokens.maintainer, capsys, "webhooks", "test", str(hook["id"]))[0] == 4
@@ -89,16 +115,20 @@ def test_webhook_commands(live_server: LiveServer, api_tokens: Tokens, capsys: p
         receiver.server.shutdown()
 
 
-def test_automation_commands(live_server: LiveServer, api_tokens: Tokens, capsys: pytest.CaptureFixture[str],
-                             tmp_path: Path) -> None:
+def test_automation_commands(
+    live_server: LiveServer, api_tokens: Tokens, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     rule = unique("rule")
     rules = tmp_path / "rules.yaml"
-    rules.write_text(f"rules:\n  - name: {rule}\n    on: gate.completed\n    model: {unique('m')}\n"
-                     "    if: {verdict: pass}\n    action: promote\n    alias: staging\n")
+    rules.write_text(
+        f"rules:\n  - name: {rule}\n    on: gate.completed\n    model: {unique('m')}\n"
+        "    if: {verdict: pass}\n    action: promote\n    alias: staging\n"
+    )
     assert run(live_server, api_tokens.maintainer, capsys, "automations", "apply", str(rules))[0] == 0
     code, out, _ = run(live_server, api_tokens.reader, capsys, "automations", "list", "--json")
     listed = next(r for r in json.loads(out) if r["name"] == rule)
-    assert listed["action"] == "promote" and listed["conditions"] == {"verdict": "pass"} and listed["role"] == "maintainer"
+    assert listed["action"] == "promote" and listed["conditions"] == {"verdict": "pass"}
+    assert listed["role"] == "maintainer"
     bad = tmp_path / "bad.yaml"
     bad.write_text("rules:\n  - name: x\n    on: model_version.created\n    action: launch_rocket\n")
     code, _, err = run(live_server, api_tokens.maintainer, capsys, "automations", "apply", str(bad))

@@ -63,7 +63,8 @@ def test_policy_blocks_promotion_until_a_recorded_pass(cli: Cli, api_tokens: Tok
     assert cli(api_tokens.writer, "push", name, str(model_folder(tmp_path, eval_table(4000, 20), "good")))[0] == 0
     code, _, err = cli(api_tokens.writer, "gate", "policy", "set", name, "--alias", "production", "--spec", str(spec))
     assert code == 1 and "maintainer" in err
-    assert cli(api_tokens.maintainer, "gate", "policy", "set", name, "--alias", "production", "--spec", str(spec))[0] == 0
+    set_policy = ("gate", "policy", "set", name, "--alias", "production", "--spec", str(spec))
+    assert cli(api_tokens.maintainer, *set_policy)[0] == 0
 
     code, _, err = cli(api_tokens.maintainer, "promote", name, "2", "--to", "production")
     assert code == 1 and "no recorded gate run" in err and "gate run" in err
@@ -75,8 +76,21 @@ def test_policy_blocks_promotion_until_a_recorded_pass(cli: Cli, api_tokens: Tok
     assert code == 1 and f"failed gate run #{bad['id']}" in err and "accuracy" in err
 
     md = tmp_path / "report.md"
-    code, out, _ = cli(api_tokens.writer, "gate", "run", name, "2", "--spec", str(spec), "--record",
-                       "--commit", "abc123", "--report-md", str(md), "--json")
+    code, out, _ = cli(
+        api_tokens.writer,
+        "gate",
+        "run",
+        name,
+        "2",
+        "--spec",
+        str(spec),
+        "--record",
+        "--commit",
+        "abc123",
+        "--report-md",
+        str(md),
+        "--json",
+    )
     good = json.loads(out)
     assert code == 0 and good["verdict"] == "pass" and good["commit_sha"] == "abc123"
     assert "PASS" in md.read_text() and "accuracy" in md.read_text()
@@ -86,8 +100,18 @@ def test_policy_blocks_promotion_until_a_recorded_pass(cli: Cli, api_tokens: Tok
     # Forcing past the policy: maintainer only, with a reason, and it is recorded as forced.
     code, _, err = cli(api_tokens.maintainer, "promote", name, "1", "--to", "production", "--force")
     assert code == 2 and "reason" in err
-    code, out, _ = cli(api_tokens.maintainer, "promote", name, "1", "--to", "production", "--force",
-                       "--reason", "hotfix: v2 crashes on empty input", "--json")
+    code, out, _ = cli(
+        api_tokens.maintainer,
+        "promote",
+        name,
+        "1",
+        "--to",
+        "production",
+        "--force",
+        "--reason",
+        "hotfix: v2 crashes on empty input",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["forced"] is True
     code, out, _ = cli(api_tokens.reader, "versions", "show", name, "2", "--json")
     shown = json.loads(out)
@@ -97,8 +121,9 @@ def test_policy_blocks_promotion_until_a_recorded_pass(cli: Cli, api_tokens: Tok
     assert forced["forced"] is True and forced["reason"].startswith("hotfix")
 
 
-def test_mlflow_alias_moves_obey_the_same_policy(cli: Cli, api_tokens: Tokens, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mlflow_alias_moves_obey_the_same_policy(
+    cli: Cli, api_tokens: Tokens, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
@@ -159,8 +184,23 @@ def test_offline_gate_run_exit_codes_and_reports(tmp_path: Path, capsys: pytest.
     _csv(eval_table(4000, 400), bad)
     pq.write_table(eval_table(30, 0), tiny)
     md, js = tmp_path / "r.md", tmp_path / "r.json"
-    assert main(["gate", "run", "--spec", str(spec), "--candidate", str(good), "--report-md", str(md),
-                 "--report-json", str(js)]) == 0
+    assert (
+        main(
+            [
+                "gate",
+                "run",
+                "--spec",
+                str(spec),
+                "--candidate",
+                str(good),
+                "--report-md",
+                str(md),
+                "--report-json",
+                str(js),
+            ]
+        )
+        == 0
+    )
     assert json.loads(js.read_text())["verdict"] == "pass" and "accuracy" in md.read_text()
     assert main(["gate", "run", "--spec", str(spec), "--candidate", str(bad)]) == 1
     warn_spec = tmp_path / "warn.yaml"

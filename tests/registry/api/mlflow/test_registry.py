@@ -81,7 +81,9 @@ def test_register_alias_stage_search_download(mlflow_env: str, tmp_path: Path) -
     assert (by_alias / "data" / "weights.bin").read_bytes() == b"weights-1"
     by_number = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/2", dst_path=str(tmp_path / "b")))
     assert (by_number / "data" / "weights.bin").read_bytes() == b"weights-2"
-    original = Path(mlflow.artifacts.download_artifacts(run_id=run2, artifact_path="model", dst_path=str(tmp_path / "c")))
+    original = Path(
+        mlflow.artifacts.download_artifacts(run_id=run2, artifact_path="model", dst_path=str(tmp_path / "c"))
+    )
     _same_tree(original, by_number)
 
     v3 = client.create_model_version(name, f"runs:/{run2}/model", run_id=run2)
@@ -109,9 +111,13 @@ def test_version_is_a_snapshot_of_the_run(mlflow_env: str, tmp_path: Path) -> No
     assert not (got / "data" / "w.bin").exists() and (got / "data" / "weights.bin").read_bytes() == b"before"
 
 
-def test_both_faces_share_versions_aliases_and_rules(mlflow_env: str, tmp_path: Path, api_tokens: Tokens,
-                                                     capsys: pytest.CaptureFixture[str],
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_faces_share_versions_aliases_and_rules(
+    mlflow_env: str,
+    tmp_path: Path,
+    api_tokens: Tokens,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import mlflow
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
@@ -141,6 +147,7 @@ def test_both_faces_share_versions_aliases_and_rules(mlflow_env: str, tmp_path: 
     with pytest.raises(MlflowException) as caught:
         MlflowClient().set_registered_model_alias(name, "production", "2")
     assert caught.value.error_code == "PERMISSION_DENIED"
-    moved = httpx.get(f"{mlflow_env}/api/v1/events", params={"model": name, "type": "alias.moved"},
-                      headers=bearer(api_tokens.reader)).json()["items"]
+    moved = httpx.get(
+        f"{mlflow_env}/api/v1/events", params={"model": name, "type": "alias.moved"}, headers=bearer(api_tokens.reader)
+    ).json()["items"]
     assert [e["data"]["to_version"] for e in moved] == [1, 2]

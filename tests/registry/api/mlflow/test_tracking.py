@@ -66,15 +66,17 @@ def test_search_runs_filters_order_and_pages(mlflow_env: str) -> None:
             mlflow.log_metric("loss", float(i))
             mlflow.set_tag("group.name", "even" if i % 2 == 0 else "odd")
     client = MlflowClient()
-    adam = client.search_runs([experiment_id], "params.optimizer = 'adam' and metrics.loss < 5",
-                              order_by=["metrics.loss DESC"])
+    adam = client.search_runs(
+        [experiment_id], "params.optimizer = 'adam' and metrics.loss < 5", order_by=["metrics.loss DESC"]
+    )
     assert [r.data.metrics["loss"] for r in adam] == [4.0, 2.0, 0.0]
     odd = client.search_runs([experiment_id], "tags.`group.name` = 'odd'")
     assert sorted(r.info.run_name for r in odd) == ["r1", "r3", "r5"]
     seen, token = [], None
     while True:
-        page = client.search_runs([experiment_id], "", max_results=3, page_token=token,
-                                  order_by=["attributes.start_time ASC"])
+        page = client.search_runs(
+            [experiment_id], "", max_results=3, page_token=token, order_by=["attributes.start_time ASC"]
+        )
         seen += [r.info.run_name for r in page]
         token = page.token
         if not token:
@@ -113,11 +115,15 @@ def test_unknown_routes_and_auth_speak_mlflow(mlflow_env: str, api_tokens: Token
     assert unknown.status_code == 404 and unknown.json()["error_code"] == "ENDPOINT_NOT_FOUND"
     anonymous = httpx.get(f"{mlflow_env}/api/2.0/mlflow/experiments/get?experiment_id=0")
     assert anonymous.status_code == 401 and anonymous.json()["error_code"] == "UNAUTHENTICATED"
-    reader_write = httpx.post(f"{mlflow_env}/api/2.0/mlflow/experiments/create", json={"name": unique()},
-                              headers=bearer(api_tokens.reader))
+    reader_write = httpx.post(
+        f"{mlflow_env}/api/2.0/mlflow/experiments/create", json={"name": unique()}, headers=bearer(api_tokens.reader)
+    )
     assert reader_write.status_code == 403 and reader_write.json()["error_code"] == "PERMISSION_DENIED"
-    bad_type = httpx.post(f"{mlflow_env}/api/2.0/mlflow/runs/log-metric", headers=bearer(api_tokens.writer),
-                          json={"run_id": "x", "key": "k", "value": "not-a-number"})
+    bad_type = httpx.post(
+        f"{mlflow_env}/api/2.0/mlflow/runs/log-metric",
+        headers=bearer(api_tokens.writer),
+        json={"run_id": "x", "key": "k", "value": "not-a-number"},
+    )
     assert bad_type.status_code == 400 and bad_type.json()["error_code"] == "INVALID_PARAMETER_VALUE"
 
 
@@ -132,7 +138,9 @@ def test_opaque_page_tokens_for_history_and_experiments(mlflow_env: str, api_tok
     headers = bearer(api_tokens.reader)
     steps, token = [], None
     while True:
-        params = {"run_id": run.info.run_id, "metric_key": "m", "max_results": 2} | ({"page_token": token} if token else {})
+        params = {"run_id": run.info.run_id, "metric_key": "m", "max_results": 2}
+        if token:
+            params["page_token"] = token
         page = httpx.get(f"{mlflow_env}/api/2.0/mlflow/metrics/get-history", params=params, headers=headers).json()
         steps += [m["step"] for m in page["metrics"]]
         token = page.get("next_page_token")
@@ -140,8 +148,11 @@ def test_opaque_page_tokens_for_history_and_experiments(mlflow_env: str, api_tok
             break
         assert not token.isdigit()  # opaque, not a bare offset
     assert steps == [0, 1, 2, 3, 4]
-    bad = httpx.get(f"{mlflow_env}/api/2.0/mlflow/metrics/get-history",
-                    params={"run_id": run.info.run_id, "metric_key": "m", "page_token": "garbage!"}, headers=headers)
+    bad = httpx.get(
+        f"{mlflow_env}/api/2.0/mlflow/metrics/get-history",
+        params={"run_id": run.info.run_id, "metric_key": "m", "page_token": "garbage!"},
+        headers=headers,
+    )
     assert bad.status_code == 400 and bad.json()["error_code"] == "INVALID_PARAMETER_VALUE"
     names = [e.name for e in MlflowClient().search_experiments(max_results=1)]
     assert len(names) == 1
