@@ -11,25 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from automations import delivery, fanout, webhooks
 from automations.domain import Delivery, DeliveryAttempt, Webhook
-from registry.domain.auth import Role
 from registry.domain.base import utcnow
 from registry.services import events
-from registry.services.auth import Actor
 from registry.settings import Settings
+from tests.factories.webhooks import MAINTAINER, create_webhook
 
-MAINTAINER = Actor(name="max", role=Role.maintainer)
 SETTINGS = Settings(webhook_retry_schedule=[0.0, 10.0, 100.0])
 LEASE = timedelta(seconds=60)
 
 
 async def _hook_with_deliveries(session: AsyncSession, count: int) -> tuple[Webhook, list[Delivery]]:
-    hook, _ = await webhooks.create(
-        session,
-        url=f"https://hooks.example.com/{uuid.uuid4().hex}",
-        event_types=["*"],
-        actor=MAINTAINER,
-        allow_private=False,
-    )
+    hook = await create_webhook(session)
     made = []
     for _ in range(count):
         event = await events.record(session, type="webhook.test", subject="t", actor="t", data={"webhook_id": hook.id})
@@ -121,13 +113,7 @@ async def test_fan_out_of_a_large_batch_to_many_endpoints(session: AsyncSession)
     """More delivery rows in one round than one statement may carry bind parameters for (32767)."""
     hooks = []
     for _ in range(10):
-        hook, _ = await webhooks.create(
-            session,
-            url=f"https://hooks.example.com/{uuid.uuid4().hex}",
-            event_types=["*"],
-            actor=MAINTAINER,
-            allow_private=False,
-        )
+        hook = await create_webhook(session)
         hooks.append(hook.id)
     for i in range(500):
         await events.record(session, type="model.created", subject=f"m{i}", actor="t", data={"name": f"m{i}"})

@@ -12,16 +12,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from automations import delivery, scheduler, webhooks
+from automations import delivery, scheduler
 from automations.domain import Delivery, SchedulerSlot, Webhook
 from registry.db import Database
-from registry.domain.auth import Role
 from registry.domain.base import utcnow
 from registry.services import events
-from registry.services.auth import Actor
 from registry.settings import Settings
-
-MAINTAINER = Actor(name="max", role=Role.maintainer)
+from tests.factories.webhooks import create_webhook
 
 
 def test_backoff_follows_the_schedule_with_jitter_and_retry_after_wins() -> None:
@@ -52,13 +49,7 @@ def test_slots_are_aligned_to_the_epoch() -> None:
 
 
 async def _failing_hook(session: AsyncSession, *, since: timedelta, exhausted: bool) -> Webhook:
-    hook, _ = await webhooks.create(
-        session,
-        url=f"https://hooks.example.com/{uuid.uuid4().hex}",
-        event_types=["*"],
-        actor=MAINTAINER,
-        allow_private=False,
-    )
+    hook = await create_webhook(session)
     hook.failing_since = utcnow() - since
     event = await events.record(session, type="webhook.test", subject="t", actor="t", data={"webhook_id": hook.id})
     for status in ("failed", "pending") if exhausted else ("pending",):
