@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,14 @@ def test_services_never_commit() -> None:
 def test_the_checker_sees_violations(tmp_path: Path) -> None:
     # Guard against a checker that silently passes: a known import must be found.
     assert any("sqlalchemy" in line for line in offenders("registry/services", ("sqlalchemy",)))
+
+
+def test_the_api_process_starts_without_the_gates_engine() -> None:
+    # numpy, scipy and pyarrow are ~100 MB of RSS that only gate evaluation needs (server RSS target < 150 MB,
+    # docs/benchmarks.md): registry/services/gates.py imports the engine where a gate is parsed or evaluated.
+    probe = (
+        "import sys, registry.api.app, registry.cli;"
+        "print(','.join(m for m in ('gates', 'numpy', 'scipy', 'pyarrow') if m in sys.modules))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "", f"imported at start-up: {loaded.stdout.strip()}"
