@@ -14,6 +14,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -76,11 +77,23 @@ def body_of(event: Event) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
 
 
-async def claim(session: AsyncSession, *, me: str, limit: int, lock: timedelta) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries of enabled endpoints to ``me`` (status ``delivering``)."""
+async def claim(
+    session: AsyncSession,
+    *,
+    me: str,
+    limit: int,
+    lock: timedelta,
+    per_webhook: int | None = None,
+    in_flight: Mapping[int, int] | None = None,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries of enabled endpoints to ``me`` (status ``delivering``), oldest due
+    first, and at most ``per_webhook`` (if given) per endpoint, counting ``in_flight`` (endpoint id: deliveries
+    the caller holds already) towards it. Endpoints already at ``per_webhook`` are skipped in the query, so their
+    backlog cannot take the place of other endpoints' deliveries."""
     now = utcnow()
+    in_flight = in_flight or {}
     due = (
-        select(Delivery.id)
+        select(Delivery.id, Delivery.webhook_id)
         .where(
             Delivery.status == "pending",
             Delivery.next_attempt_at <= now,
@@ -91,18 +104,31 @@ async def claim(session: AsyncSession, *, me: str, limit: int, lock: timedelta) 
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
+    if per_webhook is not None:
+        full = [hook_id for hook_id, count in in_flight.items() if count >= per_webhook]
+        if full:
+            due = due.where(Delivery.webhook_id.not_in(full))
     if dialect(session) == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+        # Rows another replica is claiming are skipped; rows locked here and not taken (their endpoint's share
+        # is used up) are free again at commit. SQLite: the write transaction holds the database lock.
+        due = due.with_for_update(of=Delivery, skip_locked=True)
+    taken: list[int] = []
+    held = dict(in_flight)
+    for delivery_id, webhook_id in (await session.execute(due)).all():
+        if per_webhook is not None and held.get(webhook_id, 0) >= per_webhook:
+            continue  # this endpoint's share is used up; a later claim skips it in the query
+        held[webhook_id] = held.get(webhook_id, 0) + 1
+        taken.append(delivery_id)
+    if not taken:
+        return []
     ids = list(
         await session.scalars(
             update(Delivery)
-            .where(Delivery.id.in_(due.scalar_subquery()))
+            .where(Delivery.id.in_(taken))
             .values(status="delivering", locked_by=me, locked_until=now + lock, updated_at=now)
             .returning(Delivery.id)
         )
     )
-    if not ids:
-        return []
     rows = await session.execute(
         select(Delivery, Webhook, Event)
         .join(Webhook, Webhook.id == Delivery.webhook_id)

@@ -9,7 +9,9 @@ Each round fans out new events and claims due deliveries and jobs in one transac
 delivery fanned out is claimed in the same round). It claims up to twice ``dispatcher_concurrency``
 deliveries ahead of free slots, so a slot that frees up starts its next send without waiting for a
 database round trip; a claimed delivery waits at most about one attempt's timeout for a slot, well within
-its lease.
+its lease. Of those, one endpoint holds at most ``per_webhook`` (its share of the connections, at most half
+the slots): an endpoint that times out on every attempt and has a backlog would otherwise fill every claimed
+place, and other endpoints' deliveries would not be claimed until its attempts time out.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from datetime import timedelta
 
 from automations import actions, delivery, fanout
@@ -47,6 +50,10 @@ class Dispatcher:
         self._capacity = 2 * concurrency
         """Deliveries claimed and not yet sent (sending, or waiting for a slot) at most."""
         self._claimed = 0
+        # Never more than the destination may send at once (its other claimed deliveries would only wait for
+        # its turn), and at most half the slots, so one stuck endpoint leaves the rest to the others.
+        self._per_webhook = max(1, min(PER_HOST, concurrency // 2))
+        self._claimed_per_webhook: Counter[int] = Counter()
         # Top up in batches: claiming a handful of rows whenever one send finishes would cost a write
         # transaction per few deliveries.
         self._claim_at_least = max(1, concurrency // 4)
@@ -104,16 +111,27 @@ class Dispatcher:
         async with self.db.write() as session:
             fanned = await fanout.fan_out(session)
             if wanted >= self._claim_at_least:
-                claimed = await delivery.claim(session, me=self.me, limit=wanted, lock=self.lock)
+                claimed = await delivery.claim(
+                    session,
+                    me=self.me,
+                    limit=wanted,
+                    lock=self.lock,
+                    per_webhook=self._per_webhook,
+                    in_flight=self._claimed_per_webhook,
+                )
             if jobs_wanted > 0:
                 jobs = await actions.claim(session, me=self.me, limit=jobs_wanted, lock=self.lock)
         self._claimed += len(claimed)
+        self._claimed_per_webhook.update(item.webhook_id for item in claimed)
         for item in claimed:
             self._spawn(self._deliver(item))
+        # An endpoint that reached its share may have stood in front of other endpoints' due deliveries in this
+        # claim; the next round skips it in the query and finds those.
+        filled = any(self._claimed_per_webhook[item.webhook_id] >= self._per_webhook for item in claimed)
         self._jobs_running += len(jobs)
         for job in jobs:
             self._spawn(self._run_job(job))
-        return bool(fanned or (wanted >= self._claim_at_least and len(claimed) >= wanted))
+        return bool(fanned or filled or (wanted >= self._claim_at_least and len(claimed) >= wanted))
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
@@ -129,6 +147,9 @@ class Dispatcher:
             await self._results.put((item, outcome))
         finally:
             self._claimed -= 1
+            self._claimed_per_webhook[item.webhook_id] -= 1
+            if self._claimed_per_webhook[item.webhook_id] <= 0:
+                del self._claimed_per_webhook[item.webhook_id]
 
     async def _record_loop(self) -> None:
         while True:

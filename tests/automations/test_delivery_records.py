@@ -1,5 +1,6 @@
 """Claiming and recording deliveries below the HTTP surface (both backends, real databases): disabled endpoints
-get nothing more, and a batch of outcomes survives one of its deliveries disappearing."""
+get nothing more, one endpoint gets at most its share of a claim, and a batch of outcomes survives one of its
+deliveries disappearing."""
 
 from __future__ import annotations
 
@@ -79,6 +80,23 @@ async def test_claim_skips_endpoints_disabled_without_cancelling(session: AsyncS
     hook.enabled = True
     await session.flush()
     assert len(await _claim(session, me, {d.id for d in rows})) == 2
+
+
+async def test_claim_takes_at_most_a_share_per_endpoint(session: AsyncSession) -> None:
+    me = f"worker-{uuid.uuid4().hex[:6]}"
+    busy, busy_rows = await _hook_with_deliveries(session, 4)
+    quiet, quiet_rows = await _hook_with_deliveries(session, 3)
+    ids = {d.id for d in [*busy_rows, *quiet_rows]}
+
+    async def claim(in_flight: dict[int, int]) -> list[int]:
+        claimed = await delivery.claim(session, me=me, limit=10_000, lock=LEASE, per_webhook=2, in_flight=in_flight)
+        return [c.webhook_id for c in claimed if c.delivery_id in ids]
+
+    # One of the busy endpoint's is in flight already: one more of it, two of the other.
+    assert sorted(await claim({busy.id: 1})) == sorted([busy.id, quiet.id, quiet.id])
+    # Both at their share: neither gets more, though both have due deliveries left.
+    assert await claim({busy.id: 2, quiet.id: 2}) == []
+    assert await claim({busy.id: 2}) == [quiet.id]
 
 
 async def test_a_vanished_delivery_does_not_sink_the_batch(session: AsyncSession) -> None:
