@@ -143,12 +143,14 @@ def test_a_tracked_run_records_everything(
         "model/sub/schema.json",
     ]
 
-    # Metrics: the whole history, in few requests (3,000+ points plus system samples; 1,000 per batch).
+    # Metrics: the whole history, in few requests (3,000+ points plus system samples). The flusher wakes at
+    # 1,000 waiting points but sends up to MAX_POINTS_PER_REQUEST at once, so how many requests it takes
+    # depends on how fast the loop outruns it: at least one, never one per point.
     history = client.metric_history(run.id, "loss")
     assert [(p["step"], p["value"]) for p in history] == [(s, 1 / (s + 1)) for s in range(3000)]
     assert [(p["step"], p["value"]) for p in client.metric_history(run.id, "accuracy")] == [(0, 0.5), (1, 0.75)]
     metric_batches = run.metric_requests
-    assert 3 <= metric_batches <= 10
+    assert 1 <= metric_batches <= 10
     assert transport.count("/log-batch") == metric_batches + 2  # + params, + tags
     assert len(transport.requests) - before < 30
 
