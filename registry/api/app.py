@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 import registry
+from registry import _libc
 from registry.api import mlflow
 from registry.api.errors import EXCEPTION_HANDLERS
 from registry.api.security import TokenCache, authenticate, current_actor
@@ -110,12 +109,8 @@ def tune_allocator() -> None:
     page-faults them back in for the next batch (up to a CPU-second per GB). Raising the trim and mmap
     thresholds keeps a few batches' worth of heap mapped; RSS stays bounded by the batch size.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
+    mallopt = _libc.function("mallopt")
+    if mallopt is None:  # not glibc on Linux: nothing to tune
         return
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024)

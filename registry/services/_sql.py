@@ -39,3 +39,17 @@ def statement(session: AsyncSession, name: str, build: Callable[[str], Any]) -> 
 def insert_for(dialect_name: str, table: Any) -> Any:
     """``INSERT`` with ``on_conflict_*`` for a dialect name."""
     return postgresql.insert(table) if dialect_name == "postgresql" else sqlite.insert(table)
+
+
+async def put_tags(session: AsyncSession, table: Any, owner: str, owner_id: object, tags: dict[str, str]) -> None:
+    """Insert or overwrite ``tags`` of one owner in a ``(<owner>, key) → value`` tag table (runs, models,
+    versions), through one statement per table and dialect."""
+    if not tags:
+        return
+
+    def build(dialect_name: str) -> Any:
+        stmt = insert_for(dialect_name, table)
+        return stmt.on_conflict_do_update(index_elements=[owner, "key"], set_={"value": stmt.excluded.value})
+
+    rows = [{owner: owner_id, "key": key, "value": value} for key, value in tags.items()]
+    await session.execute(statement(session, f"tags:{table.name}", build), rows)

@@ -9,7 +9,7 @@ from registry.domain.base import utcnow
 from registry.domain.models import ModelTag, RegisteredModel
 from registry.errors import AlreadyExists, NotFound
 from registry.services import events, names
-from registry.services._sql import upsert
+from registry.services._sql import put_tags
 from registry.services.auth import Actor
 
 
@@ -88,10 +88,7 @@ async def update(session: AsyncSession, *, name: str, actor: Actor, description:
 async def set_tags(session: AsyncSession, *, model: RegisteredModel, tags: dict[str, str]) -> None:
     for key in tags:
         names.key(key, what="tag key")
-    stmt = upsert(session, ModelTag).values([{"model_id": model.id, "key": k, "value": v} for k, v in tags.items()])
-    await session.execute(
-        stmt.on_conflict_do_update(index_elements=["model_id", "key"], set_={"value": stmt.excluded.value})
-    )
+    await put_tags(session, ModelTag.__table__, "model_id", model.id, tags)
 
 
 async def tags_of(session: AsyncSession, *, model_id: int) -> dict[str, str]:

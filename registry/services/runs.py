@@ -15,9 +15,11 @@ from registry.domain.artifacts import ArtifactVersion, Blob, RunInput
 from registry.domain.runs import RUN_STATUSES, TERMINAL_STATUSES, LatestMetric, Metric, Param, Run, RunTag
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.services import events, experiments, names
-from registry.services._sql import insert_for, statement, upsert
+from registry.services._sql import insert_for, put_tags, statement, upsert
 from registry.services.auth import Actor
 
+METRICS = cast(Table, Metric.__table__)
+"""Metric points are written with Core inserts: the ORM's bulk path costs more than the rows."""
 MAX_BATCH = 10_000
 MAX_PARAM_VALUE = 6000
 _ADJECTIVES = ("amber", "bold", "calm", "deft", "eager", "fond", "glad", "keen", "lucid", "merry", "noble")
@@ -280,10 +282,6 @@ async def _log_metrics(session: AsyncSession, run_id: str, metrics: list[MetricP
     )
 
 
-METRICS = cast(Table, Metric.__table__)
-"""Metric points are written with Core inserts: the ORM's bulk path costs more than the rows."""
-
-
 def _latest_metric_upsert(dialect_name: str) -> Any:
     # Latest value per key: largest step, then newest timestamp, then largest value (MLflow's order).
     latest = LatestMetric.__table__
@@ -304,11 +302,6 @@ def _latest_metric_upsert(dialect_name: str) -> Any:
     )
 
 
-def _tag_upsert(dialect_name: str) -> Any:
-    stmt = insert_for(dialect_name, RunTag.__table__)
-    return stmt.on_conflict_do_update(index_elements=["run_id", "key"], set_={"value": stmt.excluded.value})
-
-
 def _param_insert(dialect_name: str) -> Any:
     return insert_for(dialect_name, Param.__table__).on_conflict_do_nothing(index_elements=["run_id", "key"])
 
@@ -318,10 +311,7 @@ async def _set_tags(session: AsyncSession, run_id: str, tags: list[tuple[str, st
     for key, value in tags:
         names.key(key, what="tag key")
         merged[key] = str(value)
-    await session.execute(
-        statement(session, "run_tag_upsert", _tag_upsert),
-        [{"run_id": run_id, "key": k, "value": v} for k, v in merged.items()],
-    )
+    await put_tags(session, RunTag.__table__, "run_id", run_id, merged)
 
 
 async def metric_history(

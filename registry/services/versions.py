@@ -11,7 +11,7 @@ from registry.domain.base import utcnow
 from registry.domain.models import Alias, ModelVersion, RegisteredModel, VersionFile, VersionTag
 from registry.errors import InvalidInput, NotFound
 from registry.services import aliases, artifacts, events, models, names, runs
-from registry.services._sql import upsert
+from registry.services._sql import put_tags
 from registry.services.artifacts import ManifestEntry
 from registry.services.auth import Actor
 
@@ -138,12 +138,7 @@ async def tags_of(session: AsyncSession, *, version_id: int) -> dict[str, str]:
 async def set_tags(session: AsyncSession, *, version: ModelVersion, tags: dict[str, str]) -> None:
     for key in tags:
         names.key(key, what="tag key")
-    stmt = upsert(session, VersionTag).values(
-        [{"version_id": version.id, "key": k, "value": v} for k, v in tags.items()]
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(index_elements=["version_id", "key"], set_={"value": stmt.excluded.value})
-    )
+    await put_tags(session, VersionTag.__table__, "version_id", version.id, tags)
 
 
 async def delete_version(

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import hashlib
 import os
-import sys
 import tempfile
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any, BinaryIO
 
 import anyio
 
+from registry import _libc
 from registry.errors import InvalidInput, PayloadTooLarge
 
 FLUSH_BYTES = 4 * 1024 * 1024
@@ -30,12 +29,8 @@ SYNC_FILE_RANGE_WRITE = 2
 
 
 def _load_write_back() -> Callable[[int, int, int], Any] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        call = libc.sync_file_range
-    except (OSError, AttributeError):
+    call = _libc.function("sync_file_range")
+    if call is None:
         return None
     call.argtypes = (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
     call.restype = ctypes.c_int
