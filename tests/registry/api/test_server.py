@@ -1,0 +1,65 @@
+"""The HTTP protocol `registry serve` runs: request bodies reach the app as the pieces that came off the
+socket (no copies), and uploads of every shape still arrive whole on a real server process."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+
+import httpx
+
+from registry.api.server import HTTP_PROTOCOL, BodyPieces, HttpProtocol
+from tests.conftest import LiveServer, Tokens, bearer
+
+
+def test_uvicorn_resolves_the_import_string_serve_passes_it() -> None:
+    import uvicorn
+
+    async def app(scope: object, receive: object, send: object) -> None:  # pragma: no cover - never served
+        pass
+
+    config = uvicorn.Config(app, http=HTTP_PROTOCOL, lifespan="off")
+    config.load()
+    assert config.http_protocol_class is HttpProtocol
+
+
+def test_one_piece_is_handed_over_as_it_is() -> None:
+    piece = os.urandom(70_000)
+    pieces = BodyPieces()
+    pieces += piece
+    assert len(pieces) == 70_000 and bytes(pieces) is piece
+
+
+def test_several_pieces_are_joined_once_in_order() -> None:
+    pieces = BodyPieces()
+    for part in (b"ab", b"", b"cde"):
+        pieces += part
+    assert len(pieces) == 5 and bytes(pieces) == b"abcde"
+
+
+def ragged(data: bytes) -> Iterator[bytes]:
+    sizes = [1, 5000, 65_536, 65_537, 1 << 20]
+    start = index = 0
+    while start < len(data):
+        size = sizes[index % len(sizes)]
+        yield data[start : start + size]
+        start, index = start + size, index + 1
+
+
+def test_uploads_of_every_shape_arrive_whole_on_one_connection(live_server: LiveServer, api_tokens: Tokens) -> None:
+    data = os.urandom(9 * 1024 * 1024 + 3)
+    digest = hashlib.sha256(data).hexdigest()
+    with httpx.Client(base_url=live_server.url, headers=bearer(api_tokens.writer), timeout=60) as client:
+        run = client.post("/api/v1/runs", json={}).json()
+        base = f"/api/v1/runs/{run['id']}/artifacts"
+        sized = client.put(f"{base}/sized.bin", content=ragged(data), headers={"content-length": str(len(data))})
+        chunked = client.put(f"{base}/chunked.bin", content=ragged(data))  # transfer-encoding: chunked
+        small = client.put(f"{base}/small.txt", content=b"tiny")
+        assert [r.status_code for r in (sized, chunked, small)] == [201, 201, 201]
+        assert sized.json()["sha256"] == chunked.json()["sha256"] == digest
+        # Keep-alive: every request above and below went over one connection, each body kept to itself.
+        assert client.get(f"{base}/chunked.bin").content == data
+        assert client.get(f"{base}/small.txt").content == b"tiny"
+        listing = client.get(base).json()
+    assert {f["path"]: f["size"] for f in listing} == {"sized.bin": len(data), "chunked.bin": len(data), "small.txt": 4}
