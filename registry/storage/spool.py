@@ -1,21 +1,25 @@
 """Stream an upload into a temp file while hashing it, never holding it whole in memory.
 
-Receiving runs on the event loop; hashing and writing run in two worker threads side by side, one batch
-(``FLUSH_BYTES``) at a time, overlapped with receiving the next batch, so at most two batches are in
-memory. After each batch the kernel is asked to start writing it back (``sync_file_range`` on Linux), so
-the closing ``fsync`` finds little left to do. The file is fsynced before it is handed to a blob store, so
-a blob row can only ever point at durable bytes.
+Receiving runs on the event loop. Hashing and writing run in worker threads, side by side, in two ordered
+lanes: a batch (``FLUSH_BYTES``) is handed to both lanes as soon as it is full, up to ``DEPTH`` batches
+ahead of the slower lane, so the receiving, the hashing and the writing of different batches overlap and
+at most ``DEPTH + 1`` batches are in memory. The file is written around the page cache where the
+filesystem allows it (``O_DIRECT``), else buffered with write-back started after every batch; either way
+it is fsynced before it is handed to a blob store, so a blob row can only ever point at durable bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import errno
+import functools
 import hashlib
 import mmap
 import os
 import tempfile
+from collections import deque
 from collections.abc import AsyncIterable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +31,7 @@ from registry import _libc
 from registry.errors import InvalidInput, PayloadTooLarge
 
 FLUSH_BYTES = 4 * 1024 * 1024
+DEPTH = 2  # batches handed to the workers and not yet done; one more is being received
 SYNC_FILE_RANGE_WRITE = 2
 
 
@@ -52,6 +57,25 @@ class Spooled:
         self.path.unlink(missing_ok=True)
 
 
+class _Lane:
+    """Runs calls on the loop's default executor one at a time, in the order they were submitted, without
+    making the submitter wait. A call runs only if every call before it succeeded and ``stopped`` is unset."""
+
+    def __init__(self) -> None:
+        self.tail: asyncio.Task[None] | None = None
+        self.stopped = False
+
+    def submit(self, call: Callable[[], None]) -> asyncio.Task[None]:
+        self.tail = asyncio.ensure_future(self._run(self.tail, call))
+        return self.tail
+
+    async def _run(self, previous: asyncio.Task[None] | None, call: Callable[[], None]) -> None:
+        if previous is not None:
+            await asyncio.shield(previous)  # re-raises its error: nothing runs after a failed call
+        if not self.stopped:
+            await asyncio.get_running_loop().run_in_executor(None, call)
+
+
 def _hash_batch(digest: Any, parts: list[bytes]) -> None:
     for part in parts:
         digest.update(part)  # releases the GIL for large buffers
@@ -64,8 +88,9 @@ class _Sink:
     bytes go from that buffer to the disk, with no copy into the page cache and no write-back work later
     (a third of the CPU that buffered writing plus ``fsync`` costs, measured on ext4), and a large upload
     does not push other files out of the cache. Writes are whole blocks; the last partial block is padded
-    and the file truncated to its length. Where ``O_DIRECT`` is refused (at ``fcntl`` or at the first
-    write), or on systems without it, writes are buffered and write-back is started after every batch.
+    and the file truncated to its length. Where ``O_DIRECT`` is refused at ``fcntl`` (or on systems without
+    it) the parts are written as they are, buffered, with write-back started after every batch; where it is
+    refused at the first write, the same blocks go through the page cache.
     """
 
     BLOCK = 4096  # alignment for offset, length and address: a multiple of every common logical block size
@@ -113,8 +138,9 @@ class _Sink:
             os.close(self.fd)
             self.fd = -1
         if self.buffer is not None:
-            self.buffer.close()
-            self.buffer = None
+            buffer, self.buffer = self.buffer, None
+            with contextlib.suppress(BufferError):  # a traceback still holds a view of it: the GC frees it
+                buffer.close()
 
     def _write_blocks(self) -> None:
         assert self.buffer is not None
@@ -123,21 +149,16 @@ class _Sink:
             return
         view = memoryview(self.buffer)
         try:
-            _write_all(self.fd, view[:whole])
+            _write_all(self.fd, view[:whole], self.offset)
         except OSError as exc:
-            if exc.errno != errno.EINVAL or self.offset:
+            if exc.errno != errno.EINVAL or not self.direct or self.offset:
                 raise
-            # Accepted at fcntl, refused at the first write: fall back to buffered writing.
+            # Accepted at fcntl, refused at the first write: go on through the page cache, same blocks.
             _disable_direct(self.fd)
-            _write_all(self.fd, view[:whole])
-            tail = bytes(view[whole : self.held])
-            view.release()
-            self.buffer.close()
-            self.buffer = None
             self.direct = False
-            self.offset, self.held = whole, 0
-            self._write_buffered([tail])
-            return
+            _write_all(self.fd, view[:whole], self.offset)
+        if not self.direct and _start_write_back is not None:
+            _start_write_back(self.fd, self.offset, whole)
         self.offset += whole
         self.held -= whole
         view[: self.held] = view[whole : whole + self.held]  # less than a block moves to the front
@@ -145,16 +166,17 @@ class _Sink:
     def _write_buffered(self, parts: list[bytes]) -> None:
         start = self.offset
         for part in parts:
-            _write_all(self.fd, memoryview(part))
+            _write_all(self.fd, memoryview(part), self.offset)
             self.offset += len(part)
         if _start_write_back is not None and self.offset > start:
             # Best effort: an error here (e.g. a filesystem without support) only loses the head start.
             _start_write_back(self.fd, start, self.offset - start)
 
 
-def _write_all(fd: int, data: memoryview) -> None:
+def _write_all(fd: int, data: memoryview, offset: int) -> None:
     while data:
-        data = data[os.write(fd, data) :]
+        done = os.pwrite(fd, data, offset)
+        data, offset = data[done:], offset + done
 
 
 def _enable_direct(fd: int) -> bool:
@@ -195,25 +217,30 @@ async def spool(
     path = Path(name)
     sink = _Sink(fd, direct=direct)
     digest = hashlib.sha256()
-    loop = asyncio.get_running_loop()
-    in_flight: list[asyncio.Future[None]] = []
+    hashing, writing = _Lane(), _Lane()
+    batches: deque[tuple[asyncio.Task[None], asyncio.Task[None]]] = deque()
     size = 0
     pending: list[bytes] = []
     pending_bytes = 0
 
-    async def settle() -> None:
-        # Shielded: a cancelled request must not see a batch as done while a thread still uses the file.
-        for future in in_flight:
-            await asyncio.shield(future)
-        in_flight.clear()
+    async def settle(keep: int) -> None:
+        while len(batches) > keep:
+            for job in batches[0]:
+                # Shielded: a cancelled request must not see a batch as done while a thread still uses it.
+                await asyncio.shield(job)
+            batches.popleft()
 
     async def submit() -> None:
         nonlocal pending, pending_bytes
-        await settle()  # one batch at a time, in order: the digest and the file see the bytes as they arrived
+        await settle(keep=DEPTH - 1)
         # Hashing and writing read the same batch in two threads at once: SHA-256 is the slowest step and
-        # gets a core of its own while the copy into the page cache runs beside it.
-        in_flight.append(loop.run_in_executor(None, _hash_batch, digest, pending))
-        in_flight.append(loop.run_in_executor(None, sink.write, pending))
+        # gets a core of its own while the write runs beside it. Each lane keeps its batches in order.
+        batches.append(
+            (
+                hashing.submit(functools.partial(_hash_batch, digest, pending)),
+                writing.submit(functools.partial(sink.write, pending)),
+            )
+        )
         pending, pending_bytes = [], 0
 
     try:
@@ -229,17 +256,19 @@ async def spool(
                 await submit()
         if pending:
             await submit()
-        await settle()
-        await loop.run_in_executor(None, sink.finish)
+        await settle(keep=0)
+        await asyncio.get_running_loop().run_in_executor(None, sink.finish)
     except BaseException:
-        running = [future for future in in_flight if not future.done()]
+        hashing.stopped = writing.stopped = True  # batches not started yet are dropped
+        jobs = [job for batch in batches for job in batch]
+        running = [job for job in jobs if not job.done()]
         if running:
             # The workers still hold the file: let them finish (even when cancelled) before closing it.
             with anyio.CancelScope(shield=True):
                 await asyncio.wait(running)
-        for future in in_flight:
-            if not future.cancelled():
-                future.exception()  # retrieved: the error being raised is the one that matters
+        for job in jobs:
+            if not job.cancelled():
+                job.exception()  # retrieved: the error being raised is the one that matters
         sink.close()
         path.unlink(missing_ok=True)
         raise

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from registry.errors import PayloadTooLarge
 from registry.storage.spool import FLUSH_BYTES, _Sink, spool
 
 BLOCK = _Sink.BLOCK
@@ -64,3 +65,11 @@ def test_a_buffered_sink_writes_as_it_goes(tmp_path: Path) -> None:
     assert os.fstat(fd).st_size == 7
     sink.finish()
     assert Path(name).read_bytes() == b"abcdefg" and sink.fd == -1
+
+
+async def test_an_upload_cut_off_while_batches_are_in_flight_leaves_nothing(tmp_path: Path) -> None:
+    """The limit is crossed with batches still being hashed and written: they finish, the file goes."""
+    data = os.urandom(5 * FLUSH_BYTES)
+    with pytest.raises(PayloadTooLarge):
+        await spool(ragged(data, 1), tmp_dir=tmp_path, max_bytes=4 * FLUSH_BYTES + 3)
+    assert list(tmp_path.iterdir()) == []
