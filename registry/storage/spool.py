@@ -218,7 +218,7 @@ async def spool(
     sink = _Sink(fd, direct=direct)
     digest = hashlib.sha256()
     hashing, writing = _Lane(), _Lane()
-    batches: deque[tuple[asyncio.Task[None], asyncio.Task[None]]] = deque()
+    batches: deque[tuple[asyncio.Task[None], ...]] = deque()
     size = 0
     pending: list[bytes] = []
     pending_bytes = 0
@@ -256,8 +256,8 @@ async def spool(
                 await submit()
         if pending:
             await submit()
+        batches.append((writing.submit(sink.finish),))  # after the last write; waited for like a batch
         await settle(keep=0)
-        await asyncio.get_running_loop().run_in_executor(None, sink.finish)
     except BaseException:
         hashing.stopped = writing.stopped = True  # batches not started yet are dropped
         jobs = [job for batch in batches for job in batch]

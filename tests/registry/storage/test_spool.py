@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import random
@@ -72,4 +73,23 @@ async def test_an_upload_cut_off_while_batches_are_in_flight_leaves_nothing(tmp_
     data = os.urandom(5 * FLUSH_BYTES)
     with pytest.raises(PayloadTooLarge):
         await spool(ragged(data, 1), tmp_dir=tmp_path, max_bytes=4 * FLUSH_BYTES + 3)
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_cancelled_upload_waits_for_its_workers_then_leaves_nothing(tmp_path: Path) -> None:
+    """A request task cancelled (client gone, server stopping) with batches in flight: no file, no error left."""
+    reached = asyncio.Event()
+
+    async def stalls() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield os.urandom(FLUSH_BYTES)
+        reached.set()
+        await asyncio.Event().wait()  # the rest never comes
+        yield b""  # pragma: no cover
+
+    task = asyncio.create_task(spool(stalls(), tmp_dir=tmp_path, max_bytes=1 << 30))
+    await reached.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
     assert list(tmp_path.iterdir()) == []
