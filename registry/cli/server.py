@@ -77,8 +77,6 @@ def serve(
     """Run the registry (migrations are applied first; SQLite + local blobs unless configured)."""
     import uvicorn
 
-    from registry.api.server import HTTP_PROTOCOL
-
     settings = _settings(data_dir, database_url, blob_store_url, host, port)
     token = asyncio.run(_prepare(settings))
     if token:
@@ -91,7 +89,6 @@ def serve(
     uvicorn.run(
         "registry.api.app:from_env",
         factory=True,
-        http=HTTP_PROTOCOL,
         host=settings.host,
         port=settings.port,
         workers=workers,

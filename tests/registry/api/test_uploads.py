@@ -1,5 +1,5 @@
-"""The HTTP protocol `registry serve` runs: request bodies reach the app as the pieces that came off the
-socket (no copies), and uploads of every shape still arrive whole on a real server process."""
+"""Uploads of every shape through a real `registry serve` process: sized and chunked bodies cut into uneven
+pieces, small and multi-batch, one after another on one keep-alive connection, all arrive whole."""
 
 from __future__ import annotations
 
@@ -9,33 +9,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from registry.api.server import HTTP_PROTOCOL, BodyPieces, HttpProtocol
 from tests.conftest import LiveServer, Tokens, bearer
-
-
-def test_uvicorn_resolves_the_import_string_serve_passes_it() -> None:
-    import uvicorn
-
-    async def app(scope: object, receive: object, send: object) -> None:  # pragma: no cover - never served
-        pass
-
-    config = uvicorn.Config(app, http=HTTP_PROTOCOL, lifespan="off")
-    config.load()
-    assert config.http_protocol_class is HttpProtocol
-
-
-def test_one_piece_is_handed_over_as_it_is() -> None:
-    piece = os.urandom(70_000)
-    pieces = BodyPieces()
-    pieces += piece
-    assert len(pieces) == 70_000 and bytes(pieces) is piece
-
-
-def test_several_pieces_are_joined_once_in_order() -> None:
-    pieces = BodyPieces()
-    for part in (b"ab", b"", b"cde"):
-        pieces += part
-    assert len(pieces) == 5 and bytes(pieces) == b"abcde"
 
 
 def ragged(data: bytes) -> Iterator[bytes]:
