@@ -77,6 +77,8 @@ def serve(
     """Run the registry (migrations are applied first; SQLite + local blobs unless configured)."""
     import uvicorn
 
+    from registry.api.server import http_protocol
+
     settings = _settings(data_dir, database_url, blob_store_url, host, port)
     token = asyncio.run(_prepare(settings))
     if token:
@@ -89,6 +91,7 @@ def serve(
     uvicorn.run(
         "registry.api.app:from_env",
         factory=True,
+        http=http_protocol(),
         host=settings.host,
         port=settings.port,
         workers=workers,
