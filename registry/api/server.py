@@ -6,14 +6,15 @@ faulted in on the event loop, the thread that also parses, schedules and answers
 the socket as soon as 64 KiB wait, so a large upload stops and starts every 256 KiB socket read.
 :class:`HttpProtocol` keeps the pieces in a list instead: a message carries the piece itself when one
 arrived since the last ``receive()`` and one joined copy when several did, and reading pauses only past
-1 MiB. Interleaved against plain uvicorn on 1 GiB uploads, that took the server's CPU from 1.33 to 1.22
-s/GB, and the 1 MiB mark added another 9% of throughput (docs/benchmarks.md). Parsing, keep-alive,
-pipelining and the rest are uvicorn's own.
+1 MiB. Interleaved against plain uvicorn on 1 GiB uploads, the pieces took the server's CPU from 1.39 to
+1.27 s/GB and the 1 MiB mark to 1.23, uploads going from 864 to 922 to 979 MB/s (docs/benchmarks.md).
+Parsing, keep-alive, pipelining and the rest are uvicorn's own.
 
 It replaces one method of uvicorn's protocol and leans on how its request cycle holds the body, neither of
 which is public: :func:`http_protocol` fingerprints those two functions and picks uvicorn's own protocol
 unless they are the ones this was written against (uvicorn 0.42 to 0.54), so a uvicorn release that
-changes them costs the saving, never a request.
+changes them costs the saving, never a request. A hand-run uvicorn takes it with
+``--http registry.api.server:HttpProtocol``.
 """
 
 from __future__ import annotations
