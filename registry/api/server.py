@@ -5,10 +5,10 @@ Since 0.42, uvicorn's httptools protocol appends every body piece to a per-reque
 faulted in on the event loop, the thread that also parses, schedules and answers), and it pauses reading
 the socket as soon as 64 KiB wait, so a large upload stops and starts every 256 KiB socket read.
 :class:`HttpProtocol` keeps the pieces in a list instead: a message carries the piece itself when one
-arrived since the last ``receive()`` and one joined copy when several did, and reading pauses only past
-1 MiB. Interleaved against plain uvicorn on 1 GiB uploads, the pieces took the server's CPU from 1.39 to
-1.27 s/GB and the 1 MiB mark to 1.23, uploads going from 864 to 922 to 979 MB/s (docs/benchmarks.md).
-Parsing, keep-alive, pipelining and the rest are uvicorn's own.
+arrived since the last ``receive()`` and one joined copy when several did, and once the app reads the
+body, reading pauses only past 1 MiB. Interleaved against plain uvicorn on 1 GiB uploads, the pieces took
+the server's CPU from 1.39 to 1.27 s/GB and the 1 MiB mark to 1.23, uploads going from 864 to 922 to
+979 MB/s (docs/benchmarks.md). Parsing, keep-alive, pipelining and the rest are uvicorn's own.
 
 It replaces one method of uvicorn's protocol and leans on how its request cycle holds the body, neither of
 which is public: :func:`http_protocol` fingerprints those two functions and picks uvicorn's own protocol
@@ -26,6 +26,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 HTTP_PROTOCOL = "registry.api.server:HttpProtocol"
@@ -59,11 +60,12 @@ def choose(on_body: Callable[..., Any], receive: Callable[..., Any]) -> str:
 class BodyPieces:
     """Stands in for the cycle's ``bytearray``: ``+=`` keeps a reference, ``bytes()`` joins at most once."""
 
-    __slots__ = ("parts", "size")
+    __slots__ = ("high_water", "parts", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, high_water: int = HIGH_WATER_BYTES) -> None:
         self.parts: list[bytes] = []
         self.size = 0
+        self.high_water = high_water  # reading the socket pauses once more than this waits
 
     def __iadd__(self, piece: bytes) -> BodyPieces:
         self.parts.append(piece)
@@ -80,16 +82,22 @@ class BodyPieces:
 
 
 class HttpProtocol(HttpToolsProtocol):
+    # The request whose body this connection last handed over: until the app has taken a first message of a
+    # body, uvicorn's own 64 KiB mark holds, so a request answered without reading its body (401, 413, ...)
+    # pins no more memory than under uvicorn.
+    _reading: Any = None
+
     def on_body(self, body: bytes) -> None:
-        # uvicorn's on_body, with the body kept as pieces and a higher mark before reading pauses.
+        # uvicorn's on_body, with the body kept as pieces and a higher mark once the app reads the body.
         cycle: Any = self.cycle  # its ``body`` is declared a bytearray
         if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
             return
         # uvicorn starts each request, and each receive(), with an empty bytearray (only this method fills
         # it): swap in a list of pieces once per message.
         if type(cycle.body) is bytearray and not cycle.body:
-            cycle.body = BodyPieces()
+            cycle.body = BodyPieces(HIGH_WATER_BYTES if self._reading is cycle else HIGH_WATER_LIMIT)
+            self._reading = cycle
         cycle.body += body
-        if len(cycle.body) > HIGH_WATER_BYTES:
+        if len(cycle.body) > cycle.body.high_water:
             self.flow.pause_reading()
         cycle.message_event.set()

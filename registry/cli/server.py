@@ -77,8 +77,12 @@ def serve(
     """Run the registry (migrations are applied first; SQLite + local blobs unless configured)."""
     import uvicorn
 
-    from registry.api.server import http_protocol
+    try:
+        from registry.api.server import http_protocol
 
+        http = http_protocol()
+    except ImportError:  # uvicorn without httptools (e.g. on PyPy): its own choice
+        http = "auto"
     settings = _settings(data_dir, database_url, blob_store_url, host, port)
     token = asyncio.run(_prepare(settings))
     if token:
@@ -91,7 +95,7 @@ def serve(
     uvicorn.run(
         "registry.api.app:from_env",
         factory=True,
-        http=http_protocol(),
+        http=http,
         host=settings.host,
         port=settings.port,
         workers=workers,

@@ -1,7 +1,7 @@
 """Stream an upload into a temp file while hashing it, never holding it whole in memory.
 
-Receiving runs on the event loop. Hashing and writing run in worker threads, side by side, in two ordered
-lanes: a batch (``FLUSH_BYTES``) is handed to both lanes as soon as it is full, up to ``DEPTH`` batches
+Receiving runs on the event loop. Hashing and writing run side by side in two ordered lanes, a thread each
+for the upload: a batch (``FLUSH_BYTES``) is handed to both lanes as soon as it is full, up to ``DEPTH`` batches
 ahead of the slower lane, so the receiving, the hashing and the writing of different batches overlap and
 at most ``DEPTH + 1`` batches are in memory. The file is written around the page cache where the
 filesystem allows it (``O_DIRECT``), else buffered with write-back started after every batch; either way
@@ -19,8 +19,10 @@ import hashlib
 import mmap
 import os
 import tempfile
+import threading
 from collections import deque
 from collections.abc import AsyncIterable, Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,23 +59,20 @@ class Spooled:
         self.path.unlink(missing_ok=True)
 
 
-class _Lane:
-    """Runs calls on the loop's default executor one at a time, in the order they were submitted, without
-    making the submitter wait. A call runs only if every call before it succeeded and ``stopped`` is unset."""
-
-    def __init__(self) -> None:
-        self.tail: asyncio.Task[None] | None = None
-        self.stopped = False
-
-    def submit(self, call: Callable[[], None]) -> asyncio.Task[None]:
-        self.tail = asyncio.ensure_future(self._run(self.tail, call))
-        return self.tail
-
-    async def _run(self, previous: asyncio.Task[None] | None, call: Callable[[], None]) -> None:
-        if previous is not None:
-            await asyncio.shield(previous)  # re-raises its error: nothing runs after a failed call
-        if not self.stopped:
-            await asyncio.get_running_loop().run_in_executor(None, call)
+async def _wait_for_threads(futures: list[Future[None]]) -> bool:
+    """Wait until no job of ``futures`` runs any more, even through cancellation (a thread may still hold
+    the file); retrieve their errors (the one being raised matters). True if the wait was cancelled."""
+    cancelled = False
+    with anyio.CancelScope(shield=True):  # an anyio scope cancels at every await; asyncio's cancel() once
+        while running := [future for future in futures if not future.done()]:
+            try:
+                await asyncio.wait([asyncio.wrap_future(future) for future in running])
+            except asyncio.CancelledError:
+                cancelled = True
+    for future in futures:
+        if not future.cancelled():
+            future.exception()
+    return cancelled
 
 
 def _hash_batch(digest: Any, parts: list[bytes]) -> None:
@@ -215,35 +214,53 @@ async def spool(
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp_dir)
     path = Path(name)
-    sink = _Sink(fd, direct=direct)
     digest = hashlib.sha256()
-    hashing, writing = _Lane(), _Lane()
-    batches: deque[tuple[asyncio.Task[None], ...]] = deque()
+    # One thread per lane and upload, so each lane runs its batches one at a time and in order; the threads
+    # start with the first batch, so an upload that fits in one batch starts them once, at its end.
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-hash")
+    writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-write")
+    batches: deque[tuple[Future[None], ...]] = deque()
+    failed = threading.Event()  # set when a job fails or the upload is abandoned: later jobs do nothing
+    sink: _Sink | None = None
     size = 0
     pending: list[bytes] = []
     pending_bytes = 0
 
+    def job(call: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            if failed.is_set():
+                return
+            try:
+                call()
+            except BaseException:
+                failed.set()
+                raise
+
+        return run
+
     async def settle(keep: int) -> None:
         while len(batches) > keep:
-            for job in batches[0]:
-                # Shielded: a cancelled request must not see a batch as done while a thread still uses it.
-                await asyncio.shield(job)
+            for future in batches[0]:
+                await asyncio.wrap_future(future)
             batches.popleft()
 
     async def submit() -> None:
         nonlocal pending, pending_bytes
+        assert sink is not None
         await settle(keep=DEPTH - 1)
         # Hashing and writing read the same batch in two threads at once: SHA-256 is the slowest step and
-        # gets a core of its own while the write runs beside it. Each lane keeps its batches in order.
+        # gets a core of its own while the write runs beside it.
+        parts = pending
         batches.append(
             (
-                hashing.submit(functools.partial(_hash_batch, digest, pending)),
-                writing.submit(functools.partial(sink.write, pending)),
+                hashing.submit(job(functools.partial(_hash_batch, digest, parts))),
+                writing.submit(job(functools.partial(sink.write, parts))),
             )
         )
         pending, pending_bytes = [], 0
 
     try:
+        sink = _Sink(fd, direct=direct)
         async for chunk in chunks:
             if not chunk:
                 continue
@@ -256,22 +273,22 @@ async def spool(
                 await submit()
         if pending:
             await submit()
-        batches.append((writing.submit(sink.finish),))  # after the last write; waited for like a batch
+        batches.append((writing.submit(job(sink.finish)),))  # after the last write; waited for like a batch
         await settle(keep=0)
     except BaseException:
-        hashing.stopped = writing.stopped = True  # batches not started yet are dropped
-        jobs = [job for batch in batches for job in batch]
-        running = [job for job in jobs if not job.done()]
-        if running:
-            # The workers still hold the file: let them finish (even when cancelled) before closing it.
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(running)
-        for job in jobs:
-            if not job.cancelled():
-                job.exception()  # retrieved: the error being raised is the one that matters
-        sink.close()
+        failed.set()
+        cancelled = await _wait_for_threads([future for batch in batches for future in batch])
+        if sink is not None:
+            sink.close()
+        else:
+            os.close(fd)
         path.unlink(missing_ok=True)
+        if cancelled:
+            raise asyncio.CancelledError from None
         raise
+    finally:
+        hashing.shutdown(wait=False, cancel_futures=True)
+        writing.shutdown(wait=False, cancel_futures=True)
     sha = digest.hexdigest()
     if expected_sha256 is not None and sha != expected_sha256:
         path.unlink(missing_ok=True)
