@@ -111,7 +111,10 @@ def test_unreachable_server_is_a_clear_message(capsys: pytest.CaptureFixture[str
     assert code == 1 and "cannot reach the registry" in err and "Traceback" not in err
 
 
-def test_token_commands_use_the_database_directly(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_token_commands_use_the_database_directly(
+    database_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the commands below name their database: nothing may appear here
     name = unique("ci-bot")
     assert main(["token", "create", name, "--role", "writer", "--database-url", database_url, "--json"]) == 0
     made = json.loads(capsys.readouterr().out)
@@ -122,6 +125,7 @@ def test_token_commands_use_the_database_directly(database_url: str, capsys: pyt
     assert main(["token", "revoke", name, "--database-url", database_url]) == 0
     assert main(["token", "create", unique(), "--role", "emperor", "--database-url", database_url]) == 2
     assert "unknown role" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_revoked_token_is_refused_by_the_server(
