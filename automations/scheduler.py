@@ -13,10 +13,11 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import delete
 
 from automations import jobs
 from automations.domain import SchedulerSlot
@@ -26,7 +27,10 @@ from registry.services._sql import upsert
 from registry.settings import Settings
 
 log = logging.getLogger("automations.scheduler")
-JobFn = Callable[[Database, Settings], Awaitable[str]]
+JobFn = Callable[[Database, Settings], Awaitable[str | None]]  # what it did, None when nothing
+# How long a job's slot rows (claim, finish time, outcome) are kept: a day, or 100 slots if that is longer.
+HISTORY = timedelta(days=1)
+HISTORY_SLOTS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +68,26 @@ async def run_once(db: Database, settings: Settings, periodic: Periodic, *, me: 
     if not await claim_slot(db, job=periodic.name, slot=slot, me=me):
         log.debug("slot %s of %s already claimed elsewhere", slot.isoformat(), periodic.name)
         return False
+    level = logging.INFO
     try:
-        outcome = await periodic.fn(db, settings)
+        did = await periodic.fn(db, settings)
     except Exception as exc:  # a failed run is recorded, and the next slot tries again
         log.exception("scheduled job %s failed", periodic.name)
         outcome = f"error: {exc.__class__.__name__}: {exc}"
+    else:
+        outcome = did or "nothing to do"
+        if did is None:
+            level = logging.DEBUG  # a housekeeping job every few seconds must not fill the log with no-ops
+    keep_after = slot - max(HISTORY, timedelta(seconds=periodic.seconds * HISTORY_SLOTS))
     async with db.write() as session:
         row = await session.get(SchedulerSlot, (periodic.name, slot))
         if row is not None:
             row.finished_at, row.outcome = utcnow(), outcome[:2000]
-    log.info("scheduled job %s ran for slot %s on %s: %s", periodic.name, slot.isoformat(), me, outcome)
+        # Slot rows are the claims; old ones are history only, and a 5-second job would add 17,280 a day.
+        await session.execute(
+            delete(SchedulerSlot).where(SchedulerSlot.job == periodic.name, SchedulerSlot.slot_start < keep_after)
+        )
+    log.log(level, "scheduled job %s ran for slot %s on %s: %s", periodic.name, slot.isoformat(), me, outcome)
     return True
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     outside this process (another replica, the CLI on the database) takes effect within this time."""
     create_admin_token: bool = True
     """On start with no tokens at all, create an admin token and print it once."""
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """For Modelkeep's own loggers. DEBUG adds, among others, every scheduled housekeeping run that had
+    nothing to do."""
 
     # Webhooks and automations.
     webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(

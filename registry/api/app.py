@@ -121,16 +121,23 @@ QUIET_LOGGERS = ("apscheduler", "httpx", "httpcore")
 """Libraries that log every scheduled run or outgoing request at INFO: one line each would swamp the log."""
 
 
-def configure_logging() -> None:
-    """INFO for Modelkeep's own loggers, WARNING for chatty libraries; in every worker process."""
+OWN_LOGGERS = ("registry", "automations", "gates", "monitoring")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """``level`` (MODELKEEP_LOG_LEVEL) for Modelkeep's own loggers, INFO for the rest, WARNING for chatty
+    libraries; in every worker process."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def from_env() -> Litestar:
     """Factory for ASGI servers (``uvicorn --factory registry.api.app:from_env``), run in each worker."""
-    configure_logging()
+    settings = Settings()
+    configure_logging(settings.log_level)
     tune_allocator()
-    return create_app(Settings())
+    return create_app(settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import pydantic
 import typer
 
 from registry import errors
@@ -51,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         if hint := hint_for(exc):
             err.print(f"[dim]hint: {hint}[/dim]", highlight=False)
         return exit_code(exc)
+    except pydantic.ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        for problem in exc.errors():
+            name = "MODELKEEP_" + "_".join(str(part) for part in problem["loc"]).upper()
+            err.print(f"[red]error:[/red] {name}={problem['input']!r}: {problem['msg']}", highlight=False)
+        err.print("[dim]hint: fix or unset that variable (flags of the command win over it)[/dim]", highlight=False)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     return result if isinstance(result, int) else 0

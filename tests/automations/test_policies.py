@@ -96,3 +96,21 @@ async def test_one_run_per_slot_however_many_instances_fire(db: Database) -> Non
     assert row.slot_start == scheduler.slot_of(3600.0)
     # The next call in the same slot (a late or repeated fire) does not run it again.
     assert await scheduler.run_once(db, Settings(), periodic, me="instance-late") is False and len(ran) == 1
+
+
+async def test_slot_history_is_kept_a_day_and_no_ops_say_so(db: Database) -> None:
+    async def idle(_db: Database, _settings: Settings) -> str | None:
+        return None
+
+    periodic = scheduler.Periodic(f"test.history-{uuid.uuid4().hex[:8]}", 5.0, idle)
+    now = scheduler.slot_of(5.0)
+    old = [now - timedelta(days=1, seconds=5 * k) for k in (1, 2, 3)]  # past the day kept
+    recent = now - timedelta(hours=23)
+    async with db.write() as session:
+        for start in [*old, recent]:
+            session.add(SchedulerSlot(job=periodic.name, slot_start=start, claimed_by="earlier", outcome="x"))
+    assert await scheduler.run_once(db, Settings(), periodic, me="me") is True
+    async with db.read() as session:
+        rows = list(await session.scalars(select(SchedulerSlot).where(SchedulerSlot.job == periodic.name)))
+    assert sorted(r.slot_start for r in rows) == [recent, now]
+    assert next(r for r in rows if r.slot_start == now).outcome == "nothing to do"

@@ -171,3 +171,15 @@ def test_serve_on_embedded_defaults_prints_the_admin_token_once(tmp_path: Path) 
     finally:
         stop_server(again)
     assert "admin token" not in again.log.read_text()
+
+
+def test_a_bad_setting_in_the_environment_is_named_not_a_traceback(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MODELKEEP_LOG_LEVEL", "loud")
+    monkeypatch.setenv("MODELKEEP_DB_POOL_SIZE", "many")
+    assert main(["token", "list"]) == 2
+    err = capsys.readouterr().err
+    assert "MODELKEEP_LOG_LEVEL='loud'" in err and "MODELKEEP_DB_POOL_SIZE='many'" in err
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
