@@ -142,10 +142,20 @@ class Server:
         return self.process.pid
 
 
-def start_server(data_dir: Path, workdir: Path) -> Server:
+def start_server(
+    data_dir: Path,
+    workdir: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    http: str | None = None,
+    log_name: str = "server.log",
+) -> Server:
+    """``registry serve`` on a fresh data folder and a free port, with an admin token (which also migrates
+    the database). ``http``: run ``uvicorn --http HTTP`` on the app factory instead; ``extra_env`` (e.g. a
+    ``PYTHONPATH`` naming another source tree) goes to both processes."""
     data_dir.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELKEEP_")}
-    env.update({"MODELKEEP_DATA_DIR": str(data_dir), "MODELKEEP_CREATE_ADMIN_TOKEN": "false"})
+    env.update({"MODELKEEP_DATA_DIR": str(data_dir), "MODELKEEP_CREATE_ADMIN_TOKEN": "false", **(extra_env or {})})
     made = subprocess.run(
         [sys.executable, "-m", "registry", "token", "create", "bench", "--role", "admin", "--json"],
         env=env,
@@ -158,25 +168,15 @@ def start_server(data_dir: Path, workdir: Path) -> Server:
         raise RuntimeError(f"could not create a token:\n{made.stdout}\n{made.stderr}")
     token = json.loads(made.stdout)["token"]
     port = free_port()
-    log = workdir / "server.log"
+    log = workdir / log_name
+    if http is None:
+        command = ["registry", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    else:
+        command = ["uvicorn", "--factory", "registry.api.app:from_env", "--port", str(port), "--http", http]
+        command += ["--log-level", "warning"]
     with open(log, "wb") as sink:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "registry",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            env=env,
-            cwd=workdir,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            [sys.executable, "-m", *command], env=env, cwd=workdir, stdout=sink, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -19,19 +19,15 @@ A variant is ``NAME=TREE`` or ``NAME=TREE:HTTP``. ``TREE`` is a source tree put 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from bench_artifacts import free_port, human, load, make_random_file, mutate_head, parse_size, timed, upload
+from bench_artifacts import human, load, make_random_file, mutate_head, parse_size, start_server, timed, upload
 
 from registry.client._http import tune_transport
 
@@ -57,48 +53,15 @@ def parse_variant(text: str) -> Variant:
 
 
 def start(variant: Variant, work: Path) -> None:
-    variant.data_dir = work / variant.name
-    variant.data_dir.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELKEEP_")}
-    env.update(
-        {
-            "MODELKEEP_DATA_DIR": str(variant.data_dir),
-            "MODELKEEP_CREATE_ADMIN_TOKEN": "false",
-            "PYTHONPATH": str(variant.tree),
-        }
+    server = start_server(
+        work / variant.name,
+        work,
+        extra_env={"PYTHONPATH": str(variant.tree)},
+        http=variant.http,
+        log_name=f"{variant.name}.log",
     )
-
-    def registry(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "registry", *args], env=env, cwd=variant.data_dir, capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"{variant.name}: registry {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
-
-    registry("db", "upgrade")
-    token = json.loads(registry("token", "create", "ab", "--role", "admin", "--json"))["token"]
-    port = free_port()
-    if variant.http is None:
-        command = ["-m", "registry", "serve", "--port", str(port), "--data-dir", str(variant.data_dir)]
-    else:
-        command = ["-m", "uvicorn", "--factory", "registry.api.app:from_env", "--port", str(port)]
-        command += ["--http", variant.http, "--log-level", "warning"]
-    with open(work / f"{variant.name}.log", "wb") as log:  # the server keeps its own copy of the descriptor
-        variant.process = subprocess.Popen(
-            [sys.executable, *command], env=env, cwd=variant.data_dir, stdout=log, stderr=subprocess.STDOUT
-        )
-    variant.url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if variant.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{variant.name}: server did not start, see {work / variant.name}.log")
-        try:
-            if httpx.get(f"{variant.url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    variant.client = httpx.Client(headers={"authorization": f"Bearer {token}"}, timeout=600)
+    variant.process, variant.url, variant.data_dir = server.process, server.url, server.data_dir
+    variant.client = httpx.Client(headers={"authorization": f"Bearer {server.token}"}, timeout=600)
 
 
 def main() -> None:
