@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from automations import triggers
+from automations import rules, triggers
 from automations.domain import AutomationJob
 from registry.db import Database
 from registry.domain.auth import Role
@@ -33,6 +33,9 @@ class ClaimedJob:
     kind: str
     params: dict[str, Any]
     actor: Actor
+    rule_id: int | None = None
+    from_rule: bool = False
+    """Queued by a rule for an event (the rule may have been removed since: then ``rule_id`` is None)."""
 
 
 async def enqueue_gate_run(
@@ -106,9 +109,20 @@ async def claim(session: AsyncSession, *, me: str, limit: int, lock: timedelta) 
         .values(
             status="running", locked_by=me, locked_until=now + lock, attempts=AutomationJob.attempts + 1, updated_at=now
         )
-        .returning(AutomationJob.id, AutomationJob.kind, AutomationJob.params, AutomationJob.actor, AutomationJob.role)
+        .returning(
+            AutomationJob.id,
+            AutomationJob.kind,
+            AutomationJob.params,
+            AutomationJob.actor,
+            AutomationJob.role,
+            AutomationJob.rule_id,
+            AutomationJob.event_seq,
+        )
     )
-    return [ClaimedJob(id=i, kind=k, params=p, actor=Actor(name=a, role=Role[r])) for i, k, p, a, r in rows.all()]
+    return [
+        ClaimedJob(id=i, kind=k, params=p, actor=Actor(name=a, role=Role[r]), rule_id=rule, from_rule=seq is not None)
+        for i, k, p, a, r, rule, seq in rows.all()
+    ]
 
 
 async def _spec_for(db: Database, params: dict[str, Any]) -> str:
@@ -122,9 +136,24 @@ async def _spec_for(db: Database, params: dict[str, Any]) -> str:
     return policy.spec
 
 
+def promotion_reason(actor: Actor, params: dict[str, Any]) -> str:
+    """What the promotion history says about a move made by a job: the rule's own ``reason``, or which rule
+    moved the alias after which event (and on which gate run)."""
+    if params.get("reason"):
+        return str(params["reason"])
+    who = f"rule {actor.name.removeprefix('rule:')}" if actor.name.startswith("rule:") else actor.name
+    event = params.get("event") or {}
+    gate_run = params.get("gate_run_id")
+    return f"{who} after {event.get('type', 'an event')}" + (f" (gate run #{gate_run})" if gate_run else "")
+
+
 async def execute(db: Database, store: BlobStore, settings: Settings, job: ClaimedJob) -> dict[str, Any]:
-    """Run one job; expected failures raise RegistryError (recorded on the job)."""
+    """Run one job; expected failures raise RegistryError (recorded on the job). A rule's job first needs the
+    rule's author to be current (Forbidden otherwise, see ``rules.require_current_author``)."""
     params = job.params
+    if job.from_rule:
+        async with db.read() as session:
+            await rules.require_current_author(session, rule_id=job.rule_id)
     if not params.get("model") or not params.get("version"):
         raise InvalidInput("the triggering event carries no model version")
     if job.kind == "run_gate":
@@ -143,10 +172,7 @@ async def execute(db: Database, store: BlobStore, settings: Settings, job: Claim
         assert result.run is not None
         return {"gate_run_id": result.run.id, "verdict": result.run.verdict}
     if job.kind == "promote":
-        gate_run = params.get("gate_run_id")
-        reason = params.get("reason") or (
-            f"{job.actor} after {params['event']['type']}" + (f" (gate run #{gate_run})" if gate_run else "")
-        )
+        reason = promotion_reason(job.actor, params)
         async with db.write() as session:
             move = await aliases.set_alias(
                 session,

@@ -192,7 +192,7 @@ async def send(sender: Sender | httpx.AsyncClient, item: Claimed, *, settings: S
     }
     try:
         async with asyncio.timeout(timeout):
-            addresses = await ssrf.check_destination(item.url, allow_private=settings.webhook_allow_private)
+            addresses = await ssrf.check_destination(item.url, allow=ssrf.allow_list(settings.webhook_allow_hosts))
             reply = await sender.post(Target.of(item.url, addresses), headers, item.body)
     except ssrf.Blocked as exc:
         return done(error=f"blocked: {exc}")

@@ -101,7 +101,8 @@ class SchedulerSlot(Base):
 
 
 class AutomationRule(Base):
-    """ "On <event> [for <model>] [if <conditions>] do <action>"; acts with ``role`` as ``rule:<name>``."""
+    """ "On <event> [for <model>] [if <conditions>] do <action>"; acts with ``role`` as ``rule:<name>``, and
+    only while ``token_id`` (the token that applied it last) is neither revoked nor expired."""
 
     __tablename__ = "automation_rules"
 
@@ -115,6 +116,9 @@ class AutomationRule(Base):
     role: Mapped[str] = mapped_column(String(16))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_by: Mapped[str] = mapped_column(String(128))
+    token_id: Mapped[int | None] = mapped_column(BigInteger)
+    """The API token that applied the rule last (None: applied without one, so it does not act). Not a
+    foreign key: tokens are revoked, never deleted, and a missing one stops the rule just the same."""
     created_at: Mapped[Timestamp]
     updated_at: Mapped[Timestamp]
 

@@ -14,7 +14,9 @@
         alias: staging
 
 A rule acts as ``rule:<name>`` with the role of whoever applied it, through the same services as a person,
-so gate policies and protected aliases apply to it too.
+so gate policies and protected aliases apply to it too. It acts only while the API token that applied it last
+is current: once that token is revoked or expired, the rule's jobs fail (saying why) until a maintainer applies
+the rule again.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from automations.domain import AutomationRule
 from automations.webhooks import EVENT_TYPES
-from registry.domain.auth import Role
+from registry.domain.auth import ApiToken, Role
 from registry.domain.base import utcnow
-from registry.errors import InvalidInput, NotFound
+from registry.domain.gates import GatePolicy
+from registry.domain.models import RegisteredModel
+from registry.errors import Forbidden, InvalidInput, NotFound
 from registry.services import audit, gates, names
 from registry.services.auth import Actor, require
 
@@ -127,6 +131,7 @@ async def apply(session: AsyncSession, *, specs: list[RuleSpec], actor: Actor) -
             session.add(rule)
         rule.on_event, rule.model, rule.conditions = spec.on_event, spec.model, spec.conditions
         rule.action, rule.params, rule.enabled, rule.role = spec.action, spec.params, spec.enabled, actor.role.name
+        rule.token_id = actor.token_id
         rule.updated_at = utcnow()
         stored.append(rule)
     await session.flush()
@@ -140,6 +145,29 @@ async def apply(session: AsyncSession, *, specs: list[RuleSpec], actor: Actor) -
     return stored
 
 
+async def warnings_for(session: AsyncSession, spec: RuleSpec) -> list[str]:
+    """What would make the rule fail once its event arrives, although it is valid: a ``run_gate`` rule that
+    evaluates against an alias' gate policy that does not exist (yet). Each names the command that fixes it."""
+    alias = spec.params.get("alias")
+    if spec.action != "run_gate" or "spec" in spec.params or alias is None:
+        return []
+    policies = select(GatePolicy.id).join(RegisteredModel, RegisteredModel.id == GatePolicy.model_id)
+    policies = policies.where(GatePolicy.alias == alias)
+    if spec.model is not None:
+        if await session.scalar(policies.where(RegisteredModel.name == spec.model).limit(1)) is not None:
+            return []
+        return [
+            f"rule {spec.name!r} runs the gate policy of {spec.model}@{alias}, which does not exist: its jobs fail "
+            f"until you create it with `registry gate policy set {spec.model} --alias {alias} --spec gates.yaml`"
+        ]
+    if await session.scalar(policies.limit(1)) is not None:
+        return []
+    return [
+        f"rule {spec.name!r} runs each model's gate policy on {alias!r}, and no model has one: its jobs fail until "
+        f"you create them with `registry gate policy set MODEL --alias {alias} --spec gates.yaml`"
+    ]
+
+
 async def list_rules(session: AsyncSession) -> list[AutomationRule]:
     return list(await session.scalars(select(AutomationRule).order_by(AutomationRule.name)))
 
@@ -150,3 +178,25 @@ async def remove(session: AsyncSession, *, name: str, actor: Actor) -> None:
     if not getattr(result, "rowcount", 0):
         raise NotFound(f"no automation rule named {name!r}")
     await audit.log(session, action="automation_rule.removed", actor=actor.name, target=name)
+
+
+async def require_current_author(session: AsyncSession, *, rule_id: int | None) -> None:
+    """Raise Forbidden unless the rule still exists and the token that applied it last is neither revoked nor
+    expired. Checked when each of the rule's jobs runs, not when it is queued: a revocation also stops jobs
+    already waiting, and the rule's role is only ever that of a token someone can still use."""
+    rule = await session.get(AutomationRule, rule_id) if rule_id is not None else None
+    if rule is None:
+        raise Forbidden("the rule that queued this job has been removed")
+    token = await session.get(ApiToken, rule.token_id) if rule.token_id is not None else None
+    if token is None:
+        why = "no API token on record applied it"
+    elif token.revoked_at is not None:
+        why = f"the token {token.name!r} that applied it was revoked at {token.revoked_at.isoformat()}"
+    elif token.expires_at is not None and token.expires_at <= utcnow():
+        why = f"the token {token.name!r} that applied it expired at {token.expires_at.isoformat()}"
+    else:
+        return
+    raise Forbidden(
+        f"rule {rule.name!r} no longer acts: {why}; a maintainer must re-apply it (`registry automations apply`)",
+        code="rule_author_not_current",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,19 +46,30 @@ def check_event_types(types: list[str]) -> list[str]:
     return sorted(set(types))
 
 
+def redacted_url(url: str) -> str | None:
+    """``url`` as shown to those below maintainer: scheme and host (and port), the path and query replaced by
+    ``/***``, since for Slack- or Teams-style hooks they are the credential. None when there is nothing to
+    hide (no path beyond ``/``, no query)."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/") and not parts.query and not parts.fragment:
+        return None
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/***"
+
+
 async def create(
     session: AsyncSession,
     *,
     url: str,
     event_types: list[str],
     actor: Actor,
-    allow_private: bool,
+    allow: ssrf.AllowList = ssrf.NOTHING,
     model: str | None = None,
     description: str | None = None,
 ) -> tuple[Webhook, str]:
-    """Subscribe ``url``; returns the webhook and its ``whsec_`` secret (shown once)."""
+    """Subscribe ``url``; returns the webhook and its ``whsec_`` secret (shown once). ``allow``: what the
+    URL may name besides public https hosts (``MODELKEEP_WEBHOOK_ALLOW_HOSTS``)."""
     require(actor, Role.maintainer, action="adding a webhook")
-    ssrf.check_url(url, allow_private=allow_private)
+    ssrf.check_url(url, allow=allow)
     secret = signing.new_secret()
     hook = Webhook(
         url=url,

@@ -1,8 +1,8 @@
 """Webhook delivery throughput and event-to-delivery latency, against a real ``registry serve`` process.
 
 For each backend (PostgreSQL by default, SQLite for reference) the bench makes a fresh database, starts the
-server with its default delivery settings (only ``MODELKEEP_WEBHOOK_ALLOW_PRIVATE=true``, so it may send to
-loopback), starts ``--receivers`` fast receivers (asyncio HTTP/1.1 servers answering 200 at once, in a
+server with its default delivery settings (only ``MODELKEEP_WEBHOOK_ALLOW_HOSTS=127.0.0.1,localhost``, so it may send
+to loopback), starts ``--receivers`` fast receivers (asyncio HTTP/1.1 servers answering 200 at once, in a
 separate process so they do not share the bench's interpreter), subscribes each to ``alias.moved``, and then:
 
 * **drain**: with the dispatcher of a first server disabled, ``--events`` alias moves (a distinct alias each,
@@ -201,7 +201,7 @@ def serve(database_url: str, work: Path, *, dispatcher: bool, name: str) -> Serv
         MODELKEEP_DATABASE_URL=database_url,
         MODELKEEP_DATA_DIR=str(work),
         MODELKEEP_CREATE_ADMIN_TOKEN="false",
-        MODELKEEP_WEBHOOK_ALLOW_PRIVATE="true",
+        MODELKEEP_WEBHOOK_ALLOW_HOSTS="127.0.0.1,localhost",
         MODELKEEP_DISPATCHER_ENABLED="true" if dispatcher else "false",
         MODELKEEP_INSTANCE_NAME=name,
     )

@@ -9,6 +9,9 @@ to upgrade to a write; reads use their own pool and never block under WAL. Write
 (``registry serve --workers N``) queue on an advisory file lock beside the database, which wakes the next
 one as soon as the lock is free; SQLite's own busy handler would make them poll with sleeps of up to 100 ms,
 which shows up as a long latency tail.
+
+The database holds webhook and trigger secrets and token hashes: its file, and with it the ``-wal`` and
+``-shm`` files SQLite gives the same mode, and the lock file are created readable by the owner only.
 """
 
 from __future__ import annotations
@@ -42,7 +45,14 @@ def async_url(url: str | URL) -> URL:
 
 
 def _sqlite_engine(url: URL, *, immediate: bool, pool_size: int) -> AsyncEngine:
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120)
+    # hide_parameters: a failed statement's error and log line must never carry its bound values
+    # (webhook secrets, token hashes, user payloads).
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120, hide_parameters=True)
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _before_connect(*_: Any) -> None:
+        if url.database:
+            create_private_file(url.database)
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -60,6 +70,21 @@ def _sqlite_engine(url: URL, *, immediate: bool, pool_size: int) -> AsyncEngine:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def create_private_file(path: str) -> None:
+    """Create ``path`` empty and owner-only (0600) unless it exists; an existing file keeps its mode.
+
+    SQLite would create the database with the process umask (0644 as a rule), and makes its ``-wal`` and
+    ``-shm`` files take the database file's mode, so creating it first makes all three private. A missing
+    folder is left for SQLite to report.
+    """
+    if path.startswith("file:") or os.path.exists(path):  # a URI filename: SQLite's own options apply
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except (FileExistsError, FileNotFoundError):
+        pass
 
 
 class _ProcessWriteLock:
@@ -130,7 +155,7 @@ class Database:
             self.read_engine = _sqlite_engine(self.url, immediate=False, pool_size=pool_size)
         else:
             self.write_engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
             )
             self.read_engine = self.write_engine
             self._write_lock = None

@@ -7,12 +7,18 @@ time; callers construct ``Settings()`` (reads the environment) or ``Settings(...
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
+)
 
 
 class Settings(BaseSettings):
@@ -38,6 +44,9 @@ class Settings(BaseSettings):
     """Streamed artifact/blob uploads above this size get 413."""
     # NoDecode: list settings come from the environment as comma-separated text (or a JSON list).
     protected_aliases: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["production"])
+    gate_record_role: Literal["writer", "maintainer", "admin"] = "writer"
+    """Least role that may record a gate run (the evidence gate policies rely on). ``maintainer`` when only a
+    trusted evaluation job should produce it; inbound triggers, set up by maintainers, still may."""
     db_pool_size: int = 10
     auth_cache_seconds: float = 2.0
     """How long a verified token is trusted without a lookup (0: check every request). A revocation made
@@ -54,8 +63,14 @@ class Settings(BaseSettings):
     )
     """Seconds before each attempt (the first is immediate); about 3 days in all, ±10% jitter."""
     webhook_timeout_seconds: float = 15.0
-    webhook_allow_private: bool = False
-    """Allow http:// and loopback/private addresses (local use and tests); never in production."""
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """What webhooks may reach besides public https: host names, IP addresses and CIDR ranges, comma-separated
+    (``127.0.0.1,localhost,10.0.0.0/8``). A host named here may use http and resolve to any address; an address
+    inside a range may be reached though it is not public. Cloud metadata addresses (169.254.169.254 ...) stay
+    refused unless an entry is that very address."""
+    webhook_allow_private: str | None = None
+    """Removed (it turned off every SSRF check, metadata addresses included): set, it stops the start with
+    a message pointing to ``webhook_allow_hosts``."""
     webhook_lock_seconds: float = 60.0
     """A claimed delivery or job whose worker died is retried after this long."""
     webhook_disable_after_days: float = 5.0
@@ -78,6 +93,45 @@ class Settings(BaseSettings):
                 return json.loads(value)
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webhook_allow_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        checked = []
+        for entry in value:
+            entry = entry.strip().lower()
+            if not entry:
+                continue
+            try:
+                ipaddress.ip_network(entry.strip("[]"), strict=False)
+            except ValueError:
+                if not _HOST_NAME.match(entry.rstrip(".")) or entry.replace(".", "").isdigit():
+                    raise ValueError(
+                        f"{entry!r} is neither a host name nor an IP address or CIDR range "
+                        "(no scheme, port or path: e.g. 127.0.0.1,localhost,10.0.0.0/8)"
+                    ) from None
+            checked.append(entry)
+        return checked
+
+    @field_validator("webhook_allow_private", mode="before")
+    @classmethod
+    def _removed(cls, value: object) -> object:
+        if value is None:
+            return None
+        raise ValueError(
+            "this setting was removed: it turned off every SSRF check, cloud metadata addresses included. "
+            "Name what webhooks may reach in MODELKEEP_WEBHOOK_ALLOW_HOSTS instead "
+            "(e.g. MODELKEEP_WEBHOOK_ALLOW_HOSTS=127.0.0.1,localhost,10.0.0.0/8)"
+        )
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

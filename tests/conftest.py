@@ -210,7 +210,7 @@ def live_server(database_url: str, data_dir: Path, api_tokens: Tokens) -> Iterat
     server = start_server(
         database_url,
         data_dir,
-        extra_env={"MODELKEEP_WEBHOOK_ALLOW_PRIVATE": "true", "MODELKEEP_AUTH_CACHE_SECONDS": "0"},
+        extra_env={"MODELKEEP_WEBHOOK_ALLOW_HOSTS": "127.0.0.1,localhost", "MODELKEEP_AUTH_CACHE_SECONDS": "0"},
     )
     yield server
     stop_server(server)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from email.utils import encode_rfc2231, quote
 from typing import Any
 
 from litestar import Request
@@ -40,6 +41,15 @@ async def ingest(
     )
 
 
+def content_disposition(filename: str) -> str:
+    """``attachment`` with the name twice, as RFC 6266 advises: ``filename*`` carries it exactly (RFC 5987:
+    UTF-8, percent-encoded, so quotes and ``;`` cannot end the parameter), and ``filename`` an ASCII
+    fallback for clients that predate it (quotes and backslashes escaped, anything else outside printable
+    ASCII replaced by ``_``)."""
+    fallback = "".join(c if " " <= c < "\x7f" else "_" for c in filename)
+    return f'attachment; filename="{quote(fallback)}"; filename*={encode_rfc2231(filename, "UTF-8")}'
+
+
 async def blob_response(
     store: BlobStore, sha256: str, size: int, *, filename: str | None = None, media_type: str | None = None
 ) -> Stream:
@@ -47,5 +57,5 @@ async def blob_response(
         raise NotFound(f"blob {sha256} is recorded but missing from the blob store")
     headers = {"content-length": str(size), "x-content-sha256": sha256, "etag": f'"{sha256}"'}
     if filename:
-        headers["content-disposition"] = f'attachment; filename="{filename}"'
+        headers["content-disposition"] = content_disposition(filename)
     return Stream(store.stream(sha256), media_type=media_type or "application/octet-stream", headers=headers)

@@ -15,9 +15,10 @@ from litestar.openapi.spec import Components, SecurityScheme
 import registry
 from registry import _libc
 from registry.api import mlflow
-from registry.api.errors import EXCEPTION_HANDLERS
-from registry.api.security import TokenCache, authenticate, current_actor
+from registry.api.errors import EXCEPTION_HANDLERS, document_errors
+from registry.api.security import ROLE_GUARDS, TokenCache, authenticate, current_actor
 from registry.api.v1 import artifacts, automations, gates, models, runs, system, tokens, webhooks
+from registry.api.v1._common import ApiRequest, refuse_nul
 from registry.db import Database
 from registry.settings import Settings
 from registry.storage import BlobStore, open_store
@@ -79,6 +80,8 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
             "actor": Provide(current_actor, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=ApiRequest,
+        before_request=refuse_nul,
         request_max_body_size=settings.max_request_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Modelkeep registry",
@@ -91,6 +94,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
         lifespan=[lifespan],
         debug=False,
     )
+    document_errors(app, prefix="/api/v1/", role_guards=ROLE_GUARDS)
     app.state.db = database
     app.state.store = blobs
     app.state.settings = settings
@@ -117,8 +121,10 @@ def tune_allocator() -> None:
     mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024)
 
 
-QUIET_LOGGERS = ("apscheduler", "httpx", "httpcore")
-"""Libraries that log every scheduled run or outgoing request at INFO: one line each would swamp the log."""
+QUIET_LOGGERS = ("apscheduler", "httpx", "httpcore", "aiosqlite")
+"""Libraries that log every scheduled run or outgoing request at INFO: one line each would swamp the log.
+aiosqlite logs every statement with its bound values at DEBUG (webhook secrets, token digests), which
+``hide_parameters`` cannot hide, so it stays quiet even when the root logger is at DEBUG."""
 
 
 OWN_LOGGERS = ("registry", "automations", "gates", "monitoring")

@@ -70,9 +70,13 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     connection.state.actor = actor
 
 
-def requires(
-    role: Role,
-) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]:
+Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Coroutine[Any, Any, None]]
+
+ROLE_GUARDS: dict[Guard, Role] = {}
+"""Each guard ``requires`` made, with its role: the OpenAPI schema lists 403 where one of them applies."""
+
+
+def requires(role: Role) -> Guard:
     """Guard factory: the authenticated actor needs at least ``role``.
 
     The guard is a coroutine function although it never awaits: Litestar calls those directly, where a
@@ -83,6 +87,7 @@ def requires(
         actor: Actor = connection.state.actor
         require(actor, role, action=f"{connection.scope.get('method', 'GET')} {connection.url.path}")
 
+    ROLE_GUARDS[guard] = role
     return guard
 
 

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from registry import errors
 from registry.client import RegistryClient
+from registry.services import names
 
 # Documented exit codes (docs/cli.md).
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 4
@@ -42,8 +48,61 @@ def exit_code(error: errors.RegistryError) -> int:
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    # Messages quote user input (paths, names, server details): escaped, so "[...]" in them is shown, not parsed.
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def describe_os_error(exc: OSError, path: Path | None = None) -> str:
+    """``PATH: reason`` for a failed local file operation, naming the file the system refused if it differs."""
+    reason = exc.strerror or str(exc)
+    failed = os.fsdecode(exc.filename) if exc.filename is not None else None
+    if path is None:
+        return f"{failed}: {reason}" if failed else reason
+    if failed and Path(failed) != path:
+        return f"{path}: {reason} ({failed})"
+    return f"{path}: {reason}"
+
+
+@contextmanager
+def file_argument(name: str, path: Path | None) -> Iterator[None]:
+    """Reports a failure on the local file behind option or argument ``name`` as a message and exit 2.
+
+    Wraps the code that reads or writes that file, so a missing folder, a folder where a file is expected,
+    a permission or a non-UTF-8 text file ends the command with ``error: --report-md /x/r.md: ...``
+    instead of a traceback."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        fail(f"{name} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})", EXIT_USAGE)
+    except OSError as exc:
+        fail(f"{name} {describe_os_error(exc, path)}", EXIT_USAGE)
+
+
+def alias_option(value: str, option: str) -> str:
+    """The alias as the server stores it (lower case); a malformed one is a usage error naming the rule.
+
+    Checked here because some malformed names never reach the alias route: ``a/b`` or ``..`` change the
+    request path, and the server would answer 404 for a route that does not exist."""
+    try:
+        return names.alias(value)
+    except errors.InvalidInput as exc:
+        raise typer.BadParameter(exc.message, param_hint=option) from None
+
+
+def writable_file(value: Path | None) -> Path | None:
+    """Option callback for files the command writes: checked before the command does anything else, so
+    a typo in a report path is reported before a gate run is recorded, not after."""
+    if value is None:
+        return None
+    if value.is_dir():
+        raise typer.BadParameter(f"{value} is a folder; name a file inside it")
+    folder = value.parent
+    if not folder.is_dir():
+        raise typer.BadParameter(f"the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK) or (value.exists() and not os.access(value, os.W_OK)):
+        raise typer.BadParameter(f"cannot write {value}: permission denied")
+    return value
 
 
 def hint_for(error: errors.RegistryError) -> str | None:
@@ -55,6 +114,8 @@ def hint_for(error: errors.RegistryError) -> str | None:
         return "record a passing run with `registry gate run MODEL VERSION --spec SPEC --record`"
     if error.code == "alias_moved":
         return "check `registry versions show` for the alias' current holder, then retry with --expect"
+    if error.code == "destination_not_empty":
+        return "pass --force to replace the folder's contents with exactly this version (swapped in whole)"
     return None
 
 
@@ -69,12 +130,38 @@ def emit(data: Any, as_json: bool, table: Callable[[Any], Table | str] | None = 
     out.print(table(data))
 
 
-def make_table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        table.add_column(column)
+def cell(value: Any) -> RenderableType:
+    """A table cell: rich renderables as they are, anything else as plain text (names, reasons and
+    descriptions come from users; read as markup, ``[x]`` would vanish and ``[/]`` would crash)."""
+    if isinstance(value, Text | Table):
+        return value
+    return Text("" if value is None else str(value))
+
+
+def when(iso: str | None) -> str | None:
+    """A server timestamp, shorter for tables: ``2024-05-01 12:00:03Z`` (UTC), else as sent."""
+    if not iso:
+        return iso
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.utcoffset() == timedelta(0):
+        return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+    return iso
+
+
+def make_table(
+    title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]], *, keep: Iterable[int] = ()
+) -> Table:
+    """A rich table of plain-text cells. Columns numbered in ``keep`` (ids, names people copy) are never
+    wrapped on a narrow terminal; the others give way."""
+    table = Table(title=title and escape(title), title_justify="left", header_style="bold")
+    kept = set(keep)
+    for index, column in enumerate(columns):
+        table.add_column(column, no_wrap=index in kept)
     for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
+        table.add_row(*(cell(v) for v in row))
     return table
 
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from registry.cli._common import JsonOpt, TokenOpt, UrlOpt, client, emit
+from registry.cli._common import JsonOpt, TokenOpt, UrlOpt, alias_option, client, emit
 
 
 def _describe(p: dict[str, Any], model: str) -> str:
@@ -38,6 +38,7 @@ def promote(
     as_json: JsonOpt = False,
 ) -> None:
     """Point an alias at a version, recording who, when and why."""
+    alias = alias_option(to, "--to")
     expected: int | None = None
     if expect is not None:
         text = expect.lower().lstrip("v")
@@ -48,8 +49,8 @@ def promote(
         else:
             raise typer.BadParameter("use a version number or 'none'", param_hint="--expect")
     with client(url, token) as api:
-        result = api.set_alias(model, to, version, reason=reason, expect=expected, force=force)
-    emit(result | {"alias": to}, as_json, lambda p: _describe(p, model))
+        result = api.set_alias(model, alias, version, reason=reason, expect=expected, force=force)
+    emit(result | {"alias": alias}, as_json, lambda p: _describe(p, model))
 
 
 def rollback(
@@ -61,6 +62,7 @@ def rollback(
     as_json: JsonOpt = False,
 ) -> None:
     """Move an alias back to the version that held it before (recorded as a promotion)."""
+    name = alias_option(alias, "--alias")
     with client(url, token) as api:
-        result = api.rollback(model, alias, reason=reason)
+        result = api.rollback(model, name, reason=reason)
     emit(result, as_json, lambda p: _describe(p, model))

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from registry.cli._common import JsonOpt, TokenOpt, UrlOpt, client, emit, make_table
+from registry.cli._common import JsonOpt, TokenOpt, UrlOpt, client, emit, err, file_argument, make_table
 
 app = typer.Typer(help="Automation rules (run gates, promote) and inbound triggers.", no_args_is_help=True)
 triggers_app = typer.Typer(help="Secrets that let outside systems sign gate-run requests.", no_args_is_help=True)
@@ -22,9 +22,14 @@ def apply(
     as_json: JsonOpt = False,
 ) -> None:
     """Create or replace the rules declared in PATH (by name)."""
+    with file_argument("PATH", path):
+        text = path.read_text()
     with client(url, token) as api:
-        rows = api.json("POST", "/api/v1/automations/rules", json={"yaml": path.read_text()})
+        rows = api.json("POST", "/api/v1/automations/rules", json={"yaml": text})
     emit(rows, as_json, lambda rs: "applied " + ", ".join(r["name"] for r in rs))
+    for row in rows:
+        for warning in row.get("warnings", []):
+            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
 @app.command("list")
@@ -58,6 +63,23 @@ def remove(
         emit(api.json("DELETE", f"/api/v1/automations/rules/{name}"), as_json, lambda d: f"removed rule {name}")
 
 
+def job_outcome(job: dict[str, Any]) -> str:
+    """A job's result or error as a line of text: what a gate run found, where a promotion moved the alias."""
+    if job.get("error"):
+        return str(job["error"])
+    result = job.get("result") or {}
+    if "gate_run_id" in result:
+        return f"gate run #{result['gate_run_id']}: {result.get('verdict')}"
+    if {"alias", "version"} <= result.keys():
+        moved = result.get("changed", True)
+        return (
+            f"{result['alias']} → v{result['version']}"
+            if moved
+            else f"{result['alias']} already at v{result['version']}"
+        )
+    return ", ".join(f"{key}={value}" for key, value in result.items())
+
+
 @app.command("jobs")
 def jobs(
     status: Annotated[str | None, typer.Option("--status")] = None,
@@ -81,7 +103,7 @@ def jobs(
                     r["actor"],
                     r["params"].get("model"),
                     r["params"].get("version"),
-                    r["error"] or r["result"],
+                    job_outcome(r),
                 )
                 for r in rs
             ),

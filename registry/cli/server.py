@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import socket
+import stat
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
 
-from registry.cli._common import err, out
+from registry.cli._common import EXIT_FAILED, err, fail, out
 from registry.db import Database
 from registry.settings import Settings
 
@@ -22,6 +26,8 @@ def _settings(
     blob_store_url: str | None,
     host: str | None = None,
     port: int | None = None,
+    *,
+    create: bool = True,
 ) -> Settings:
     # Flags win over MODELKEEP_* variables; exporting them lets extra worker processes see the same values.
     for env, value in (
@@ -34,14 +40,21 @@ def _settings(
         if value is not None:
             os.environ[env] = str(value)
     settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if create:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only: it holds the database
     return settings
 
 
 async def _prepare(settings: Settings) -> str | None:
-    """Migrate, then create the first admin token if there are none. Returns the new token, if any."""
+    """Sweep the upload spool, migrate, then create the first admin token if there are none. Returns the new
+    token, if any."""
     from registry import migrations
     from registry.services import tokens
+    from registry.storage.spool import sweep
+
+    # Part files of uploads whose server was killed; live ones (other workers or replicas) are locked.
+    if removed := sweep(settings.tmp_dir):
+        err.print(f"removed {removed} unfinished upload(s) left in {settings.tmp_dir}", highlight=False)
 
     db = Database(settings.resolved_database_url)
     try:
@@ -72,38 +85,114 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Worker processes (one per core serves the most requests).")
     ] = 1,
-    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log")] = False,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="One line per request on stderr.")
+    ] = False,
 ) -> None:
     """Run the registry (migrations are applied first; SQLite + local blobs unless configured)."""
-    import uvicorn
-
     try:
         from registry.api.server import http_protocol
 
         http = http_protocol()
     except ImportError:  # uvicorn without httptools (e.g. on PyPy): its own choice
         http = "auto"
-    settings = _settings(data_dir, database_url, blob_store_url, host, port)
-    token = asyncio.run(_prepare(settings))
-    if token:
-        out.print(f"[bold]Created the first admin token (shown only once):[/bold]\n{token}", highlight=False)
-    err.print(
-        f"modelkeep registry on http://{settings.host}:{settings.port}  "
-        f"(database {settings.resolved_database_url.split('://')[0]}, blobs {settings.resolved_blob_store_url})",
-        highlight=False,
-    )
-    uvicorn.run(
-        "registry.api.app:from_env",
+    # Owner-only for everything this process and its workers create (the database holds webhook and
+    # trigger secrets), as PostgreSQL's server does; folders that exist keep their modes.
+    os.umask(0o077)
+    settings = _settings(data_dir, database_url, blob_store_url, host, port, create=False)
+    # The socket first: a port in use is reported before anything is created, migrated or printed, and
+    # no other process can take the port while the migrations run.
+    sock = listen(settings.host, settings.port)
+    try:
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        token = asyncio.run(_prepare(settings))
+        if token:
+            out.print(f"[bold]Created the first admin token (shown only once):[/bold]\n{token}", highlight=False)
+        for warning in exposure_warnings(settings):
+            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err.print(
+            f"modelkeep registry on http://{settings.host}:{settings.port}  "
+            f"(database {settings.resolved_database_url.split('://')[0]}, blobs {settings.resolved_blob_store_url})",
+            highlight=False,
+        )
+        run_uvicorn(sock, settings, http=http, workers=workers, access_log=access_log)
+    finally:
+        sock.close()
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, as uvicorn would bind it; exits with a message if it cannot."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        # Listening at once holds the port: Linux lets two SO_REUSEADDR sockets bind one port until one
+        # listens. Connections made during the migrations wait in the backlog.
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(f"port {port} is in use; pass --port (or set MODELKEEP_PORT)")
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}; check --host and --port")
+    sock.set_inheritable(True)  # worker processes serve it
+    return sock
+
+
+def run_uvicorn(sock: socket.socket, settings: Settings, *, http: str, workers: int, access_log: bool) -> None:
+    import inspect
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from registry.api.server import ACCESS_LOGGED_APP
+
+    config = uvicorn.Config(
+        ACCESS_LOGGED_APP if access_log else "registry.api.app:from_env",
         factory=True,
         http=http,
         host=settings.host,
         port=settings.port,
         workers=workers,
-        access_log=access_log,
+        access_log=False,  # uvicorn's own lines carry no duration; the app's middleware writes them
         log_level="warning",
         lifespan="on",
         timeout_graceful_shutdown=10,
     )
+    server = uvicorn.Server(config)
+    try:
+        if workers > 1:
+            # uvicorn 0.30-0.3x takes the worker's target; later releases build it from the config.
+            if "target" in inspect.signature(Multiprocess).parameters:
+                Multiprocess(config, target=server.run, sockets=[sock]).run()  # type: ignore[call-arg]
+            else:
+                Multiprocess(config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    if workers == 1 and not server.started:
+        raise typer.Exit(EXIT_FAILED)  # uvicorn logged why (the app failed to load or start)
+
+
+def exposure_warnings(settings: Settings) -> list[str]:
+    """The embedded database's files that others than their owner can read (made by an older release, or
+    by hand). Their modes are left as they are: the owner may have had a reason."""
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() != "sqlite" or not url.database:
+        return []
+    found = []
+    for path in (Path(url.database + suffix) for suffix in ("", "-wal", "-shm")):
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            found.append(
+                f"{path} is readable by others (mode {mode:04o}) and holds webhook and trigger secrets: "
+                f"chmod 600 {path}"
+            )
+    return found
 
 
 @db_app.command("upgrade")

@@ -7,7 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from registry.cli._common import JsonOpt, TokenOpt, UrlOpt, client, emit, make_table, out, transfer_progress
+from registry.cli._common import (
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    client,
+    emit,
+    file_argument,
+    make_table,
+    out,
+    transfer_progress,
+    when,
+)
 
 app = typer.Typer(help="Model versions.", no_args_is_help=True)
 
@@ -26,14 +37,15 @@ def list_versions(
     def table(rows: list[dict[str, Any]]) -> Any:
         return make_table(
             f"Versions of {model}",
-            ["version", "run", "source", "digest", "created"],
+            ["version", "aliases", "run", "source", "digest", "created"],
             (
                 (
                     v["version"],
+                    ", ".join(v.get("aliases") or []),
                     v["run_id"],
                     v["source"],
                     v["digest"][:12],
-                    f"{v['created_at']} by {v['created_by']}",
+                    f"{when(v['created_at'])} by {v['created_by']}",
                 )
                 for v in rows
             ),
@@ -102,7 +114,11 @@ def push(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a local file or folder as the next version of MODEL."""
-    with client(url, token) as api, transfer_progress(f"push {model}") as (on_total, advance):
+    with (
+        file_argument("PATH", path),
+        client(url, token) as api,
+        transfer_progress(f"push {model}") as (on_total, advance),
+    ):
         version = api.push(model, path, run_id=run, description=description, progress=advance, on_total=on_total)
     emit(
         version,
@@ -116,14 +132,25 @@ def push(
 
 def pull(
     ref: Annotated[str, typer.Argument(help="MODEL@ALIAS or MODEL/VERSION.")],
-    dest: Annotated[Path, typer.Argument(help="Folder to download into.")],
+    dest: Annotated[Path, typer.Argument(help="Folder to download into (missing or empty, unless --force).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace a non-empty folder: it then holds exactly this version.")
+    ] = False,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Download a version's files and verify every sha256."""
-    with client(url, token) as api, transfer_progress(f"pull {ref}") as (on_total, advance):
-        version = api.pull(ref, dest, progress=advance, on_total=on_total)
+    """Download a version's files and verify every sha256.
+
+    Files land in a folder beside DEST and are swapped in once all are verified: DEST never holds a mix.
+
+    DEST must be missing or empty; --force replaces what it holds with exactly this version."""
+    with (
+        file_argument("DEST", dest),
+        client(url, token) as api,
+        transfer_progress(f"pull {ref}") as (on_total, advance),
+    ):
+        version = api.pull(ref, dest, force=force, progress=advance, on_total=on_total)
     emit(
         version,
         as_json,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from registry.cli._common import JsonOpt, TokenOpt, UrlOpt, client, emit, make_table
+from registry.cli._common import JsonOpt, TokenOpt, UrlOpt, client, emit, make_table, out
 
 app = typer.Typer(
     help="Signed webhooks (Standard Webhooks), delivered at least once with retries.", no_args_is_help=True
@@ -72,7 +72,7 @@ def list_hooks(url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = Fa
 
 def _post(path: str, url: str | None, token: str | None, as_json: bool, body: dict[str, Any] | None = None) -> None:
     with client(url, token) as api:
-        emit(api.json("POST", path, json=body or {}), as_json, lambda d: _hook_line(d) if "url" in d else str(d))
+        emit(api.json("POST", path, json=body or {}), as_json, _hook_line)
 
 
 @app.command("disable")
@@ -102,7 +102,18 @@ def rotate_secret(webhook_id: IdArg, url: UrlOpt = None, token: TokenOpt = None,
 @app.command("test")
 def test(webhook_id: IdArg, url: UrlOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
     """Send a webhook.test event to this endpoint only."""
-    _post(f"/api/v1/webhooks/{webhook_id}/test", url, token, as_json)
+    with client(url, token) as api:
+        data = api.json("POST", f"/api/v1/webhooks/{webhook_id}/test")
+
+    emit(
+        data,
+        as_json,
+        lambda d: make_table(
+            "Test event queued", ["webhook", "event", "type"], [(d["webhook_id"], d["event_id"], "webhook.test")]
+        ),
+    )
+    if not as_json:
+        out.print(f"follow it with `registry webhooks deliveries --webhook {data['webhook_id']}`", highlight=False)
 
 
 @app.command("remove")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from registry import errors
+from registry.client._folders import check_destination, make_staging, relative_paths, swap_in
 from registry.client._http import HttpClient
 
 CHUNK = 1024 * 1024
@@ -86,8 +88,43 @@ class RegistryClient(HttpClient):
     def create_run(self, **fields: Any) -> dict[str, Any]:
         return dict(self.json("POST", "/api/v1/runs", json={k: v for k, v in fields.items() if v is not None}))
 
+    def get_experiment(self, experiment: int | str) -> dict[str, Any]:
+        """An experiment by id, or by name (``NotFound`` when no experiment has that name)."""
+        if isinstance(experiment, int) or experiment.isdigit():
+            return dict(self.json("GET", f"/api/v1/experiments/{int(experiment)}"))
+        for found in self.list_experiments():
+            if found["name"] == experiment:
+                return found
+        raise errors.NotFound(f"experiment {experiment!r} does not exist", code="experiment_not_found")
+
+    def list_experiments(self, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Every experiment, oldest first, following pages."""
+        after = -1
+        while True:
+            page = self.json("GET", "/api/v1/experiments", params={"after": after, "limit": page_size})
+            yield from page["items"]
+            if not page.get("next") or not page["items"]:
+                return
+            after = int(page["next"])
+
     def get_run(self, run_id: str) -> dict[str, Any]:
         return dict(self.json("GET", f"/api/v1/runs/{q(run_id)}"))
+
+    def list_runs(self, *, experiment_id: int | None = None, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Runs, newest start first (of one experiment if given), each with its params, tags and latest metrics.
+
+        The list route names runs by id; each run is then read in full."""
+        offset = 0
+        while True:
+            params: dict[str, Any] = {"limit": page_size, "offset": offset}
+            if experiment_id is not None:
+                params["experiment_id"] = experiment_id
+            page = self.json("GET", "/api/v1/runs", params=params)
+            for item in page["items"]:
+                yield self.get_run(item) if isinstance(item, str) else dict(item)
+            if not page.get("next") or not page["items"]:
+                return
+            offset = int(page["next"])
 
     def update_run(self, run_id: str, **fields: Any) -> dict[str, Any]:
         body = {k: v for k, v in fields.items() if v is not None}
@@ -290,25 +327,44 @@ class RegistryClient(HttpClient):
     def pull(
         self,
         ref: str,
-        dest: Path,
+        dest: Path | str,
         *,
+        force: bool = False,
         progress: Progress | None = None,
         on_total: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
-        """Download a version's files into ``dest`` and verify every sha256."""
+        """Download a version's files into the folder ``dest`` and verify every sha256.
+
+        ``dest`` must be missing or empty unless ``force``; with ``force`` it ends up holding exactly the
+        version's files. Files are downloaded into a staging folder beside ``dest`` (so its parent must be
+        writable), verified, and only then swapped into place: a process reading ``dest`` never sees a
+        partial or mixed model, and a failed pull leaves ``dest`` as it was.
+
+        Raises InvalidInput (``dest`` is not a folder; ``destination_not_empty`` without ``force``; a stored
+        path that would land outside ``dest``), Conflict (``checksum_mismatch``), NotFound, and OSError for
+        local file system failures.
+        """
+        root = Path(dest).resolve()  # a symlinked folder: its target is replaced, the link kept
+        check_destination(root, force=force)
         version = self.resolve(ref)
+        paths = relative_paths((f["path"] for f in version["files"]), root)
         if on_total:
             on_total(sum(int(f["size"]) for f in version["files"]))
-        root = dest.resolve()
-        for f in version["files"]:
-            rel = PurePosixPath(f["path"])
-            target = (root / rel).resolve()
-            if rel.is_absolute() or ".." in rel.parts or not target.is_relative_to(root):
-                raise errors.InvalidInput(f"refusing to write {f['path']!r} outside {root}")
-            self._download(f"/api/v1/blobs/{f['sha256']}", target, expected=f["sha256"], progress=progress)
+        staging = make_staging(root)
+        try:
+            for f, rel in zip(version["files"], paths, strict=True):
+                self._download(
+                    f"/api/v1/blobs/{f['sha256']}",
+                    staging.joinpath(*rel.parts),
+                    expected=f["sha256"],
+                    progress=progress,
+                )
+            swap_in(staging, root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
         return version
 
-    # -- tokens, events ---------------------------------------------------------------------------------
+    # -- tokens, events, audit ---------------------------------------------------------------------------
     def create_token(self, name: str, role: str, expires_in_days: float | None = None) -> dict[str, Any]:
         body = {"name": name, "role": role, "expires_in_days": expires_in_days}
         return dict(self.json("POST", "/api/v1/tokens", json=body))
@@ -321,3 +377,13 @@ class RegistryClient(HttpClient):
 
     def events(self, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         return list(self.json("GET", "/api/v1/events", params={"after": after, "limit": limit})["items"])
+
+    def audit_log(self, *, action: str | None = None, after: int = 0, page_size: int = 100) -> Iterator[dict[str, Any]]:
+        """Audit entries with an id above ``after``, oldest first, following pages (admin)."""
+        while True:
+            params: dict[str, Any] = {"after": after, "limit": page_size} | ({"action": action} if action else {})
+            page = self.json("GET", "/api/v1/audit", params=params)
+            yield from page["items"]
+            if not page.get("next") or not page["items"]:
+                return
+            after = int(page["next"])

@@ -2,6 +2,11 @@
 
 Every move appends a ``Promotion`` row; the history is never edited. All moves of one model's aliases
 hold that model's row lock, so "read current holder, compare, write" is atomic on both databases.
+
+Alias names are lower case (``names.alias`` folds them), so protection and gate policies cannot be escaped
+with a look-alike spelling. MLflow's legacy stages are the aliases of the same name: ``production`` and
+``staging`` decide a version's ``stage`` column, which every move of those two aliases keeps in step in the
+same transaction (MLflow's ``current_stage``, ``get-latest-versions`` and ``models:/name/Production`` read it).
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.auth import Role
@@ -28,6 +33,9 @@ class _Unset:
 UNSET: Final = _Unset()
 """``expect=UNSET``: no compare-and-swap. ``expect=None``: the alias must not exist yet."""
 
+STAGE_ALIASES: Final = {"production": "Production", "staging": "Staging"}
+"""MLflow's stages and the aliases that hold them; a version holding both is in Production."""
+
 
 @dataclass(frozen=True, slots=True)
 class Move:
@@ -38,6 +46,8 @@ class Move:
 
 
 async def get(session: AsyncSession, *, model: RegisteredModel, alias: str) -> Alias:
+    """Raises InvalidInput for a malformed name, NotFound when the model has no such alias."""
+    alias = names.alias(alias)
     found = await session.get(Alias, (model.id, alias))
     if found is None:
         raise NotFound(f"model {model.name!r} has no alias {alias!r}", code="alias_not_found")
@@ -48,6 +58,7 @@ async def resolve(session: AsyncSession, *, model_name: str, alias: str) -> tupl
     """The model and the version its ``alias`` points to (one query; NotFound says which part is missing)."""
     from registry.services import versions
 
+    alias = names.alias(alias)
     found = (
         await session.execute(
             select(RegisteredModel, ModelVersion)
@@ -75,7 +86,8 @@ async def list_for_model(session: AsyncSession, *, model_id: int) -> list[Alias]
 
 
 def _guard(actor: Actor, model: RegisteredModel, alias: str, protected: frozenset[str]) -> bool:
-    if alias in protected:
+    # Settings may spell protected aliases in any case; the alias itself is already lower case.
+    if alias in {p.lower() for p in protected}:
         require(actor, Role.maintainer, action=f"moving the protected alias {model.name}@{alias}")
         return True
     require(actor, Role.writer, action="moving an alias")
@@ -155,8 +167,13 @@ async def set_alias(
     action: str = "promote",
     force: bool = False,
     enforce_gates: bool = True,
+    left_stage: str = "None",
 ) -> Move:
     """Point ``alias`` at ``version``.
+
+    For ``production`` and ``staging`` the versions' stages follow: ``version`` takes the stage, and the previous
+    holder, unless it holds the other stage alias, is left in ``left_stage`` (MLflow's
+    ``archive_existing_versions`` leaves it ``Archived``).
 
     Raises Forbidden (protected alias, role below maintainer; ``force`` needs maintainer), NotFound
     (model/version), PreconditionFailed when a gate policy on the alias is not met (unless ``force``, which
@@ -165,7 +182,7 @@ async def set_alias(
     """
     from registry.services import gates, versions
 
-    names.alias(alias)
+    alias = names.alias(alias)
     model = await models.lock(session, name=model_name)
     is_protected = _guard(actor, model, alias, protected)
     if force:
@@ -205,7 +222,34 @@ async def set_alias(
         forced=force,
         gate_run_id=passed.id if passed is not None else None,
     )
+    await _follow_stages(session, model=model, alias=alias, numbers=(before, version), left_stage=left_stage)
     return Move(promotion=promotion, alias=alias, version=version)
+
+
+async def _follow_stages(
+    session: AsyncSession,
+    *,
+    model: RegisteredModel,
+    alias: str,
+    numbers: tuple[int | None, ...],
+    left_stage: str,
+) -> None:
+    """Keep the stage of the versions a move of ``alias`` touched in step with the stage aliases they hold."""
+    if alias not in STAGE_ALIASES:
+        return
+    for number in sorted({n for n in numbers if n is not None}):
+        row = await session.scalar(
+            select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.version == number)
+        )
+        if row is None:
+            continue
+        held = set(await names_for(session, model_id=model.id, version=number))
+        stage = next((s for a, s in STAGE_ALIASES.items() if a in held), None)
+        if stage is None:
+            # Only a version that was in a stage leaves it; ``Archived`` and ``None`` are labels of their own.
+            stage = left_stage if row.stage in STAGE_ALIASES.values() else row.stage
+        if row.stage != stage:
+            row.stage, row.updated_at = stage, utcnow()
 
 
 async def remove(
@@ -216,12 +260,16 @@ async def remove(
     actor: Actor,
     protected: frozenset[str],
     reason: str | None = None,
+    left_stage: str = "None",
 ) -> Promotion:
-    """Delete an alias (the caller holds the model lock). Raises NotFound if it does not exist."""
+    """Delete an alias (the caller holds the model lock). Raises NotFound if it does not exist. A version that
+    gives up ``production`` or ``staging`` this way is left in ``left_stage`` unless it holds the other one."""
+    alias = names.alias(alias)
     is_protected = _guard(actor, model, alias, protected)
     current = await get(session, model=model, alias=alias)
     before = current.version
     await session.delete(current)
+    await _follow_stages(session, model=model, alias=alias, numbers=(before,), left_stage=left_stage)
     return await _append(
         session,
         model=model,
@@ -262,13 +310,14 @@ async def rollback(
     Rollbacks stack: after v1 → v2 → v3, two rollbacks give v2 then v1 (a rollback's own row is skipped
     when looking for "the move that brought the current holder in").
     """
+    alias = names.alias(alias)
     model = await models.lock(session, name=model_name)
     current = await get(session, model=model, alias=alias)
     arrival = await session.scalar(
         select(Promotion)
         .where(
             Promotion.model_id == model.id,
-            Promotion.alias == alias,
+            _history_of(model.id, alias),
             Promotion.to_version == current.version,
             Promotion.action == "promote",
         )
@@ -302,6 +351,21 @@ async def rollback(
     )
 
 
+def _history_of(model_id: int, alias: str) -> ColumnElement[bool]:
+    """Promotion rows of ``alias`` (lower case), whatever the spelling they were written with.
+
+    Promotion rows are append-only, so rows written before names were folded keep their spelling
+    (``Production``): they are the record of what was typed, and rewriting them would edit history. The
+    spelling folds when matching instead. A spelling that was a look-alike of an existing alias was renamed
+    when names were folded (migration 0006 appends a ``rename`` row for it, with no ``to_version``); its rows
+    belong to the renamed alias, not to the one it resembled, so they are left out.
+    """
+    renamed_away = select(Promotion.alias).where(
+        Promotion.model_id == model_id, Promotion.action == "rename", Promotion.to_version.is_(None)
+    )
+    return and_(func.lower(Promotion.alias) == alias, Promotion.alias.not_in(renamed_away))
+
+
 async def history(
     session: AsyncSession,
     *,
@@ -314,7 +378,7 @@ async def history(
     model = await models.get(session, name=model_name)
     query = select(Promotion).where(Promotion.model_id == model.id).order_by(Promotion.id.desc()).limit(limit)
     if alias is not None:
-        query = query.where(Promotion.alias == alias)
+        query = query.where(_history_of(model.id, names.alias(alias)))
     if version is not None:
         query = query.where((Promotion.to_version == version) | (Promotion.from_version == version))
     return list(await session.scalars(query))

@@ -6,17 +6,15 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.experiments import Experiment, ExperimentTag
-from registry.errors import AlreadyExists, InvalidInput, NotFound
-from registry.services import events
+from registry.errors import AlreadyExists, NotFound
+from registry.services import events, names
 from registry.services.auth import Actor
 
 DEFAULT_EXPERIMENT_ID = 0
 
 
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name.strip() or len(name) > 256:
-        raise InvalidInput("experiment name must be 1-256 characters", field="name")
-    return name
+    return names.label(name, what="experiment name", field="name")
 
 
 async def create(
@@ -29,6 +27,8 @@ async def create(
 ) -> Experiment:
     """Raises AlreadyExists when the name is taken."""
     _check_name(name)
+    for key in tags or {}:
+        names.key(key, what="tag key")
     if await session.scalar(select(Experiment.id).where(Experiment.name == name)) is not None:
         raise AlreadyExists(f"experiment {name!r} already exists", field="name")
     experiment = Experiment(name=name, artifact_location=artifact_location)

@@ -92,14 +92,14 @@ def baseline_alias(spec: gates.GateSpec) -> str | None:
     ref = wanted.pop()
     if not ref.startswith("@"):
         raise InvalidInput(f"baseline {ref!r} must be an alias reference such as '@champion'", field="baseline")
-    return ref[1:]
+    return names.alias(ref[1:])
 
 
 # -- policies -------------------------------------------------------------------------------------------
 async def set_policy(session: AsyncSession, *, model_name: str, alias: str, spec_text: str, actor: Actor) -> GatePolicy:
     """Require ``spec`` for moves of ``alias``. Maintainers only; audited."""
     require(actor, Role.maintainer, action="setting a gate policy")
-    names.alias(alias)
+    alias = names.alias(alias)
     spec = load_spec(spec_text)
     model = await models.lock(session, name=model_name)
     policy = await session.scalar(select(GatePolicy).where(GatePolicy.model_id == model.id, GatePolicy.alias == alias))
@@ -125,6 +125,7 @@ async def set_policy(session: AsyncSession, *, model_name: str, alias: str, spec
 
 
 async def get_policy(session: AsyncSession, *, model: RegisteredModel, alias: str) -> GatePolicy | None:
+    alias = names.alias(alias)
     return await session.scalar(select(GatePolicy).where(GatePolicy.model_id == model.id, GatePolicy.alias == alias))
 
 
@@ -137,6 +138,7 @@ async def list_policies(session: AsyncSession, *, model_name: str) -> list[GateP
 
 async def delete_policy(session: AsyncSession, *, model_name: str, alias: str, actor: Actor) -> None:
     require(actor, Role.maintainer, action="removing a gate policy")
+    alias = names.alias(alias)
     model = await models.lock(session, name=model_name)
     result = await session.execute(delete(GatePolicy).where(GatePolicy.model_id == model.id, GatePolicy.alias == alias))
     if not getattr(result, "rowcount", 0):

@@ -89,6 +89,10 @@ async def create(
         experiment = await experiments.get(session, experiment_id=experiment_id)
     if experiment.lifecycle_stage != "active":
         raise Conflict(f"experiment {experiment.name!r} is deleted")
+    if name:  # an empty name gets a random one; a long one is cut to 250 characters below
+        names.label(name[:250], what="run name", field="name", max_length=250)
+    if user:
+        names.label(user, what="user", field="user", max_length=256)
     if git and git.diff_sha256 and await session.get(Blob, git.diff_sha256) is None:
         raise InvalidInput(f"git diff blob {git.diff_sha256} was not uploaded", field="git.diff_sha256")
     run = Run(
@@ -181,9 +185,7 @@ async def update(
     elif end_time is not None:
         run.end_time = from_ms(end_time)
     if name is not None:
-        if not name.strip() or len(name) > 250:
-            raise InvalidInput("run name must be 1-250 characters", field="name")
-        run.name = name
+        run.name = names.label(name, what="run name", field="name", max_length=250)
     await session.flush()
     if status in TERMINAL_STATUSES:
         await events.record(
@@ -331,7 +333,10 @@ async def metric_history(
 async def record_input(
     session: AsyncSession, *, run_id: str, artifact: ArtifactVersion, context: str | None = None
 ) -> None:
-    """Lineage: the run consumed ``artifact`` (idempotent)."""
+    """Lineage: the run consumed ``artifact`` (idempotent). Raises InvalidInput for a context (``training``,
+    ``evaluation`` ...) over 64 characters or with control characters."""
+    if context is not None:
+        names.label(context, what="input context", field="context", max_length=64)
     await get(session, run_id=run_id, for_write=True)
     stmt = upsert(session, RunInput).values(run_id=run_id, artifact_id=artifact.id, context=context)
     await session.execute(stmt.on_conflict_do_nothing(index_elements=["run_id", "artifact_id"]))

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from registry.domain.auth import ApiToken, Role
 from registry.domain.base import utcnow
 from registry.errors import AlreadyExists, InvalidInput, NotFound, Unauthenticated
-from registry.services import audit, events
+from registry.services import audit, events, names
 from registry.services.auth import Actor
 
 TOKEN_PREFIX = "mk_"
@@ -57,8 +57,7 @@ async def create(
     expires_in: timedelta | None = None,
 ) -> NewToken:
     """Create a token. Raises AlreadyExists if the name is taken. Audited and evented."""
-    if not name or len(name) > 128:
-        raise InvalidInput("token name must be 1-128 characters", field="name")
+    names.label(name, what="token name", field="name", max_length=128)
     if await session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
         raise AlreadyExists(f"a token named {name!r} already exists", field="name")
     if expires_in is not None and expires_in <= timedelta(0):

@@ -16,6 +16,15 @@ from registry.services.artifacts import ManifestEntry
 from registry.services.auth import Actor
 
 
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """A version as lists show it: the row, the aliases it holds and how many files it has (no manifest)."""
+
+    version: ModelVersion
+    aliases: list[str]
+    file_count: int
+
+
 @dataclass(slots=True)
 class VersionView:
     model: RegisteredModel
@@ -123,6 +132,32 @@ async def list_versions(
     return model, list(await session.scalars(query))
 
 
+async def list_with_aliases(
+    session: AsyncSession, *, model_name: str, limit: int = 100, after: int = 0, descending: bool = False
+) -> list[Listed]:
+    """A page of versions with their aliases and file counts: three queries, whatever the page size."""
+    model, rows = await list_versions(session, model_name=model_name, limit=limit, after=after, descending=descending)
+    numbers = [v.version for v in rows]
+    held: dict[int, list[str]] = {}
+    if numbers:
+        found = await session.execute(
+            select(Alias.version, Alias.name)
+            .where(Alias.model_id == model.id, Alias.version.in_(numbers))
+            .order_by(Alias.name)
+        )
+        for number, name in found.all():
+            held.setdefault(number, []).append(name)
+    counts: dict[int, int] = {}
+    if rows:
+        found = await session.execute(
+            select(VersionFile.version_id, func.count())
+            .where(VersionFile.version_id.in_([v.id for v in rows]))
+            .group_by(VersionFile.version_id)
+        )
+        counts = {version_id: int(count) for version_id, count in found.all()}
+    return [Listed(version=v, aliases=held.get(v.version, []), file_count=counts.get(v.id, 0)) for v in rows]
+
+
 async def files_of(session: AsyncSession, *, version_id: int) -> list[ManifestEntry]:
     rows = await session.scalars(
         select(VersionFile).where(VersionFile.version_id == version_id).order_by(VersionFile.path)
@@ -181,22 +216,50 @@ def canonical_stage(value: str) -> str:
 
 
 async def transition_stage(
-    session: AsyncSession, *, model_name: str, version: int, stage: str, actor: Actor, archive_existing: bool = False
+    session: AsyncSession,
+    *,
+    model_name: str,
+    version: int,
+    stage: str,
+    actor: Actor,
+    protected: frozenset[str],
+    archive_existing: bool = False,
 ) -> ModelVersion:
-    """Set MLflow's legacy stage; with ``archive_existing`` other versions in that stage become Archived."""
+    """Move ``version`` to one of MLflow's legacy stages, which are the aliases of the same name.
+
+    ``Production``/``Staging`` point the ``production``/``staging`` alias at the version through
+    ``aliases.set_alias`` (role, gate policy, promotion history, audit, ``alias.moved`` event); the previous
+    holder leaves the stage, as ``Archived`` with ``archive_existing`` and ``None`` without (an alias has one
+    holder, so it cannot stay). A version has one stage, so it also gives up the other stage alias if it
+    holds it. ``Archived``/``None`` make the version give up the stage aliases it holds (recorded as removals,
+    with the same protection). Raises what ``set_alias`` and ``remove`` raise.
+    """
     stage = canonical_stage(stage)
     model = await models.lock(session, name=model_name)
     found = await get(session, model=model, version=version)
     before = found.stage
-    if archive_existing and stage in ("Staging", "Production"):
-        others = await session.scalars(
-            select(ModelVersion).where(
-                ModelVersion.model_id == model.id, ModelVersion.stage == stage, ModelVersion.id != found.id
-            )
+    reason = f"MLflow stage transition to {stage}"
+    target = stage.lower() if stage.lower() in aliases.STAGE_ALIASES else None
+    if target is not None:
+        await aliases.set_alias(
+            session,
+            model_name=model.name,
+            alias=target,
+            version=version,
+            actor=actor,
+            protected=protected,
+            reason=reason,
+            left_stage="Archived" if archive_existing else "None",
         )
-        for other in others:
-            other.stage, other.updated_at = "Archived", utcnow()
-    found.stage, found.updated_at = stage, utcnow()
+    for held in await aliases.names_for(session, model_id=model.id, version=version):
+        if held in aliases.STAGE_ALIASES and held != target:
+            await aliases.remove(
+                session, model=model, alias=held, actor=actor, protected=protected, reason=reason, left_stage=stage
+            )
+    if found.stage != stage:  # a version that held no stage alias: Archived and None are plain labels
+        found.stage, found.updated_at = stage, utcnow()
+    if found.stage == before:
+        return found
     await events.record(
         session,
         type="model_version.stage_changed",

@@ -1,4 +1,8 @@
-"""Blob store on a local folder: ``<root>/<ab>/<cd>/<sha256>``, written by atomic rename."""
+"""Blob store on a local folder: ``<root>/<ab>/<cd>/<sha256>``, written by atomic rename.
+
+Folders it creates are owner-only (0700), like the blob files (made 0600 by the spool); a root that exists
+keeps the mode its owner gave it.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ def _fsync_dir(path: Path) -> None:
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     @classmethod
     def from_url(cls, url: str) -> LocalBlobStore:
@@ -41,7 +45,9 @@ class LocalBlobStore:
             # Same digest, same bytes: keep the stored copy (identical files are stored once).
             source.unlink(missing_ok=True)
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
+        # Level by level: mkdir(parents=True) would give the missing parent the umask's mode, not ours.
+        target.parent.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o700, exist_ok=True)
         # rename() is atomic within one filesystem, and the source was fsynced by the spool; syncing the
         # folder makes the new name itself durable.
         try:

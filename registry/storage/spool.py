@@ -6,6 +6,10 @@ ahead of the slower lane, so the receiving, the hashing and the writing of diffe
 at most ``DEPTH + 1`` batches are in memory. The file is written around the page cache where the
 filesystem allows it (``O_DIRECT``), else buffered with write-back started after every batch; either way
 it is fsynced before it is handed to a blob store, so a blob row can only ever point at durable bytes.
+
+A part file is locked (``flock``) from its creation until it has been handed to a store or discarded, so
+:func:`sweep`, run when a server starts, removes the part files of killed processes and never one that a
+live process (another worker, another replica on the same folder) is still writing.
 """
 
 from __future__ import annotations
@@ -49,14 +53,103 @@ def _load_write_back() -> Callable[[int, int, int], Any] | None:
 _start_write_back = _load_write_back()
 
 
+PART_PREFIX, PART_SUFFIX = "upload-", ".part"
+
+
 @dataclass(frozen=True, slots=True)
 class Spooled:
     path: Path
     sha256: str
     size: int
+    lock: _PartLock
 
     def discard(self) -> None:
+        """Remove the file if a store did not consume it, then release its lock (in that order, so a sweep
+        never sees it unlocked). Call once the store has taken it, as well as on failure."""
         self.path.unlink(missing_ok=True)
+        self.lock.release()
+
+
+class _PartLock:
+    """The lock that marks a part file as live: an exclusive ``flock`` held by a descriptor of its own."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _lock(fd: int) -> bool:
+    """Take the exclusive lock of a part file without waiting; False if another descriptor holds it."""
+    if os.name != "posix":  # no flock: parts are never swept there (see sweep)
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _still_named(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (a sweep may have unlinked it)."""
+    try:
+        named = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _create_part(tmp_dir: Path) -> tuple[int, Path, _PartLock]:
+    """A new, locked part file. A sweep in another process may remove a new file in the instant before its
+    lock is taken; the writer sees that (the name is gone) and starts over with a new file."""
+    while True:
+        fd, name = tempfile.mkstemp(prefix=PART_PREFIX, suffix=PART_SUFFIX, dir=tmp_dir)
+        path = Path(name)
+        try:
+            if _lock(fd) and _still_named(fd, path):
+                # The lock lives on a duplicate: the writer closes ``fd`` once the bytes are durable, and the
+                # file must stay marked live until a store has taken it.
+                return fd, path, _PartLock(os.dup(fd))
+        except BaseException:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
+        os.close(fd)  # swept before it was locked (or being swept): the sweep removes what is left
+
+
+def sweep(tmp_dir: Path) -> int:
+    """Remove the part files nobody holds (left by killed processes); returns how many were removed.
+
+    Safe while other processes upload into the same folder: a live part file is locked, and a file is
+    removed only while this holds its lock.
+    """
+    if os.name != "posix":
+        return 0
+    removed = 0
+    try:
+        candidates = list(tmp_dir.glob(f"{PART_PREFIX}*{PART_SUFFIX}"))
+    except FileNotFoundError:
+        return 0
+    for path in candidates:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:  # gone meanwhile (consumed or swept), or not a plain file of ours
+            continue
+        try:
+            if _lock(fd) and _still_named(fd, path):
+                path.unlink()
+                removed += 1
+        finally:
+            os.close(fd)
+    return removed
 
 
 async def _wait_for_threads(futures: list[Future[None]]) -> bool:
@@ -211,9 +304,8 @@ async def spool(
 
     Raises PayloadTooLarge past ``max_bytes`` and InvalidInput when ``expected_sha256`` does not match.
     """
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix="upload-", suffix=".part", dir=tmp_dir)
-    path = Path(name)
+    tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner-only, like the files in it
+    fd, path, lock = _create_part(tmp_dir)
     digest = hashlib.sha256()
     # One thread per lane and upload, so each lane runs its batches one at a time and in order; the threads
     # start with the first batch, so an upload that fits in one batch starts them once, at its end.
@@ -283,6 +375,7 @@ async def spool(
         else:
             os.close(fd)
         path.unlink(missing_ok=True)
+        lock.release()
         if cancelled:
             raise asyncio.CancelledError from None
         raise
@@ -292,8 +385,9 @@ async def spool(
     sha = digest.hexdigest()
     if expected_sha256 is not None and sha != expected_sha256:
         path.unlink(missing_ok=True)
+        lock.release()
         raise InvalidInput(
             f"content sha256 is {sha}, not {expected_sha256}: the upload was corrupted or mislabelled",
             field="sha256",
         )
-    return Spooled(path=path, sha256=sha, size=size)
+    return Spooled(path=path, sha256=sha, size=size, lock=lock)

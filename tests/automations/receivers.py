@@ -31,7 +31,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from tests.conftest import PG_ENV, LiveServer, Tokens, _pg_admin, bearer, free_port, start_server, stop_server
 
 FAST_ENV = {
-    "MODELKEEP_WEBHOOK_ALLOW_PRIVATE": "true",
+    "MODELKEEP_WEBHOOK_ALLOW_HOSTS": "127.0.0.1,localhost",
     "MODELKEEP_WEBHOOK_RETRY_SCHEDULE": "0,0.3,0.6",
     "MODELKEEP_WEBHOOK_TIMEOUT_SECONDS": "1",
     "MODELKEEP_WEBHOOK_LOCK_SECONDS": "5",

@@ -96,7 +96,9 @@ def test_passing_version_is_gated_and_promoted_by_rules(gated: Gated) -> None:
     assert api.get(f"/api/v1/models/{gated.model}/aliases/staging").json()["version"] == 1
     [promotion] = api.get(f"/api/v1/models/{gated.model}/promotions", params={"alias": "staging"}).json()
     assert promotion["actor"] == f"rule:{stage}" and promotion["gate_run_id"] == run["id"]
-    assert promotion["to_version"] == 1 and promotion["reason"]
+    assert promotion["to_version"] == 1
+    assert promotion["reason"] == f"rule {stage} after gate.completed (gate run #{run['id']})"
+    assert moved["data"]["reason"] == promotion["reason"]
 
     def finished() -> list[dict[str, Any]] | None:
         jobs = gated.jobs()

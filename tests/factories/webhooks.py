@@ -20,6 +20,5 @@ async def create_webhook(session: AsyncSession, *, event_types: list[str] | None
         url=f"https://hooks.example.com/{uuid.uuid4().hex}",
         event_types=event_types or ["*"],
         actor=MAINTAINER,
-        allow_private=False,
     )
     return hook

@@ -16,6 +16,8 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 from litestar import Request
 
+from registry.api.errors import NESTED_TOO_DEEP
+from registry.api.v1._common import INT64_MAX, check_json_text, int64_or_none
 from registry.domain.experiments import Experiment
 from registry.domain.models import RegisteredModel
 from registry.domain.runs import Metric, Run
@@ -31,14 +33,20 @@ class KeyValue(msgspec.Struct):
 
 
 async def body(request: Request[Any, Any, Any], kind: type[T]) -> T:
-    """Decode the JSON body into ``kind`` (lax: numeric strings are accepted for numbers)."""
+    """Decode the JSON body into ``kind`` (lax: numeric strings are accepted for numbers).
+
+    Raises InvalidInput for malformed JSON, wrong types, integers beyond int64, NUL in a string or nesting
+    deeper than the decoder follows."""
     raw = await request.body()
+    check_json_text(raw)
     try:
         return msgspec.json.decode(raw or b"{}", type=kind, strict=False)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"invalid request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise InvalidInput(f"malformed JSON body: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(NESTED_TOO_DEEP) from None
 
 
 def query(request: Request[Any, Any, Any], name: str, *, required: bool = True, default: str | None = None) -> str:
@@ -54,10 +62,7 @@ def query_int(request: Request[Any, Any, Any], name: str, default: int) -> int:
     value = request.query_params.get(name)
     if value in (None, ""):
         return default
-    try:
-        return int(str(value))
-    except ValueError:
-        raise InvalidInput(f"parameter '{name}' must be an integer, got {value!r}") from None
+    return parse_int(str(value), name)
 
 
 def require(value: T | None, name: str) -> T:
@@ -67,12 +72,17 @@ def require(value: T | None, name: str) -> T:
 
 
 def parse_int(value: str | int | None, name: str) -> int:
+    """An int64 (MLflow's integer fields are int64): InvalidInput when missing, not a number or out of range,
+    so no value reaches a BIGINT column to overflow there."""
     if value is None or value == "":
         raise InvalidInput(f"missing value for required parameter '{name}'")
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise InvalidInput(f"parameter '{name}' must be an integer, got {value!r}") from None
+    if int64_or_none(number) is None:
+        raise InvalidInput(f"parameter '{name}' is out of range (a 64-bit integer), got {value!r}")
+    return number
 
 
 def ms(value: datetime | None) -> int | None:
@@ -227,8 +237,8 @@ def page_offset(token: str | None) -> int:
         return 0
     try:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         raise InvalidInput(f"invalid page_token {token!r}") from None
-    if not isinstance(offset, int) or offset < 0:
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= INT64_MAX:
         raise InvalidInput(f"invalid page_token {token!r}")
     return offset

@@ -10,6 +10,8 @@ from litestar import Controller, Request, delete, get, patch, post
 from registry.api.mlflow import _wire as wire
 from registry.api.mlflow.artifacts import locate, version_uri
 from registry.api.security import WRITER
+from registry.api.v1._common import INT64_MAX
+from registry.api.v1.models import protected
 from registry.db import Database, Session
 from registry.domain.models import ModelVersion, RegisteredModel
 from registry.errors import InvalidInput
@@ -103,7 +105,7 @@ async def version_by_name(session: Session, model_name: str, number: int) -> dic
 
 def _version(value: str | None) -> int:
     number = wire.parse_int(value, "version")
-    if number < 1:
+    if not 1 <= number <= INT64_MAX:  # beyond BIGINT the driver would overflow
         raise InvalidInput(f"version must be a positive integer, got {value!r}")
     return number
 
@@ -182,7 +184,7 @@ class RegistryController(Controller):
                 alias=wire.require(data.alias, "alias"),
                 version=_version(data.version),
                 actor=actor,
-                protected=frozenset(settings.protected_aliases),
+                protected=protected(settings),
                 reason="set through the MLflow API",
             )
         return {}
@@ -206,7 +208,7 @@ class RegistryController(Controller):
                 model_name=wire.require(data.name, "name"),
                 alias=wire.require(data.alias, "alias"),
                 actor=actor,
-                protected=frozenset(settings.protected_aliases),
+                protected=protected(settings),
                 reason="deleted through the MLflow API",
             )
         return {}
@@ -305,7 +307,11 @@ class RegistryController(Controller):
         return {}
 
     @post("/model-versions/transition-stage", guards=WRITER, status_code=200)
-    async def transition_stage(self, request: Request[Any, Any, Any], db: Database, actor: Actor) -> dict[str, Any]:
+    async def transition_stage(
+        self, request: Request[Any, Any, Any], db: Database, actor: Actor, settings: Settings
+    ) -> dict[str, Any]:
+        """Stages are the aliases of the same name: Production moves ``production`` under its protection and
+        gate policy, recorded in the promotion history (see docs/mlflow.md)."""
         data = await wire.body(request, VersionRef)
         name = wire.require(data.name, "name")
         async with db.write() as session:
@@ -315,6 +321,7 @@ class RegistryController(Controller):
                 version=_version(data.version),
                 stage=wire.require(data.stage, "stage"),
                 actor=actor,
+                protected=protected(settings),
                 archive_existing=data.archive_existing_versions,
             )
             return {"model_version": await version_by_name(session, name, version.version)}
@@ -340,6 +347,6 @@ class RegistryController(Controller):
                 model_name=wire.require(data.name, "name"),
                 version=_version(data.version),
                 actor=actor,
-                protected=frozenset(settings.protected_aliases),
+                protected=protected(settings),
             )
         return {}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
 
 from registry.api.mlflow import _wire as wire
 from registry.api.security import WRITER
+from registry.api.v1._common import EpochMs, Int64, int64_or_none
 from registry.db import Database
 from registry.errors import InvalidInput, NotFound
 from registry.services import experiments, runs, search
@@ -16,6 +17,8 @@ from registry.services.auth import Actor
 from registry.services.runs import MetricPoint
 
 MAX_HISTORY = 25_000
+MAX_EXPERIMENTS = 50_000
+"""MLflow's own server refuses larger ``max_results`` when searching experiments."""
 
 
 class CreateExperiment(msgspec.Struct):
@@ -28,7 +31,7 @@ class CreateRun(msgspec.Struct):
     experiment_id: str | None = None
     user_id: str | None = None
     run_name: str | None = None
-    start_time: int | None = None
+    start_time: EpochMs | None = None
     tags: list[wire.KeyValue] = []
 
 
@@ -43,7 +46,7 @@ class RunRef(msgspec.Struct):
 
 class UpdateRun(RunRef):
     status: str | None = None
-    end_time: int | None = None
+    end_time: EpochMs | None = None
     run_name: str | None = None
 
 
@@ -55,8 +58,8 @@ class LogParam(RunRef):
 class LogMetric(RunRef):
     key: str | None = None
     value: float | None = None
-    timestamp: int | None = None
-    step: int | None = None
+    timestamp: Int64 | None = None
+    step: Int64 | None = None
 
 
 class SetTag(RunRef):
@@ -67,8 +70,8 @@ class SetTag(RunRef):
 class MetricIn(msgspec.Struct):
     key: str
     value: float
-    timestamp: int | None = None
-    step: int | None = None
+    timestamp: Int64 | None = None
+    step: Int64 | None = None
 
 
 class ParamIn(msgspec.Struct):
@@ -92,7 +95,7 @@ class SearchRuns(msgspec.Struct):
 
 
 class SearchExperiments(msgspec.Struct):
-    max_results: int | None = None
+    max_results: Annotated[int, msgspec.Meta(ge=0, le=MAX_EXPERIMENTS)] | None = None
     page_token: str | None = None
     filter: str | None = None
     view_type: str | None = None
@@ -108,10 +111,14 @@ def _point(key: str | None, value: float | None, timestamp: int | None, step: in
 
 
 def _experiment_id(value: str | None) -> int:
+    """An experiment id; one that is no int64 names no experiment (NotFound, like any unknown id)."""
     try:
-        return int(wire.require(value, "experiment_id"))
+        number = int(wire.require(value, "experiment_id"))
     except ValueError:
         raise NotFound(f"experiment {value!r} does not exist") from None
+    if int64_or_none(number) is None:
+        raise NotFound(f"experiment {value!r} does not exist")
+    return number
 
 
 class TrackingController(Controller):
@@ -260,9 +267,9 @@ class TrackingController(Controller):
     async def search_runs(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
         data = await wire.body(request, SearchRuns)
         try:
-            experiment_ids = [int(e) for e in data.experiment_ids]
-        except ValueError:
-            raise InvalidInput("experiment_ids must be numeric strings") from None
+            experiment_ids = [wire.parse_int(e, "experiment_ids") for e in data.experiment_ids]
+        except InvalidInput:
+            raise InvalidInput("experiment_ids must be numeric strings of 64-bit integers") from None
         async with db.read() as session:
             found, token = await search.search_runs(
                 session,
@@ -283,7 +290,10 @@ class TrackingController(Controller):
     async def metric_history(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
         run_id = request.query_params.get("run_id") or wire.query(request, "run_uuid")
         key = wire.query(request, "metric_key")
-        limit = min(wire.query_int(request, "max_results", MAX_HISTORY), MAX_HISTORY)
+        requested = wire.query_int(request, "max_results", MAX_HISTORY)
+        if requested < 1:
+            raise InvalidInput(f"max_results must be positive, got {requested}", field="max_results")
+        limit = min(requested, MAX_HISTORY)
         offset = wire.page_offset(request.query_params.get("page_token"))
         async with db.read() as session:
             points = await runs.metric_history(session, run_id=run_id, key=key, limit=limit + 1, offset=offset)

@@ -14,7 +14,7 @@ from litestar.response import Stream
 
 from registry.api._bytes import blob_response, ingest
 from registry.api.security import WRITER
-from registry.api.v1._common import iso, raw_tail
+from registry.api.v1._common import NonNegativeInt64, id_or_404, iso, raw_tail
 from registry.db import Database
 from registry.domain.artifacts import ArtifactVersion
 from registry.services import artifacts, names, runs
@@ -27,7 +27,7 @@ from registry.storage import BlobStore
 class FileOut(msgspec.Struct):
     path: str
     sha256: str
-    size: int
+    size: NonNegativeInt64
 
 
 class ArtifactVersionIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -160,5 +160,5 @@ class ArtifactVersionsController(Controller):
     @get("/{name:str}/versions/{version:int}")
     async def get_version(self, name: str, version: int, db: Database) -> ArtifactVersionOut:
         async with db.read() as session:
-            found = await artifacts.get_version(session, name=name, version=version)
+            found = await artifacts.get_version(session, name=name, version=id_or_404(version, f"{name} version"))
             return render_version(found, await artifacts.version_files(session, artifact_id=found.id))

@@ -12,10 +12,10 @@ from litestar.handlers.base import BaseRouteHandler
 from automations import actions, rules, triggers
 from automations.domain import AutomationJob, AutomationRule
 from registry.api.security import MAINTAINER, authenticate
-from registry.api.v1._common import iso
+from registry.api.v1._common import Int64, check_json_text, clamp_limit, int64_or_none, iso
 from registry.db import Database
 from registry.domain.auth import Role
-from registry.errors import Forbidden, InvalidInput, Unauthenticated
+from registry.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from registry.services.auth import Actor, require
 
 
@@ -24,7 +24,7 @@ class RulesIn(msgspec.Struct, forbid_unknown_fields=True):
     """The rules file's text."""
 
 
-class RuleOut(msgspec.Struct):
+class RuleOut(msgspec.Struct, omit_defaults=True):
     name: str
     on: str
     model: str | None
@@ -35,6 +35,8 @@ class RuleOut(msgspec.Struct):
     enabled: bool
     created_by: str
     updated_at: str | None
+    warnings: list[str] = []
+    """Only when applied: what would make the rule's jobs fail (a missing gate policy), with the fix."""
 
 
 class JobOut(msgspec.Struct):
@@ -57,13 +59,13 @@ class TriggerIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class GateRunRequest(msgspec.Struct, forbid_unknown_fields=True):
     model: str
-    version: int
+    version: Int64
     alias: str | None = None
     spec: str | None = None
     commit_sha: str | None = None
 
 
-def render_rule(r: AutomationRule) -> RuleOut:
+def render_rule(r: AutomationRule, warnings: list[str] | None = None) -> RuleOut:
     return RuleOut(
         name=r.name,
         on=r.on_event,
@@ -75,6 +77,7 @@ def render_rule(r: AutomationRule) -> RuleOut:
         enabled=r.enabled,
         created_by=r.created_by,
         updated_at=iso(r.updated_at),
+        warnings=warnings or [],
     )
 
 
@@ -100,7 +103,10 @@ class AutomationsController(Controller):
     async def apply(self, data: RulesIn, db: Database, actor: Actor) -> list[RuleOut]:
         specs = rules.parse(data.yaml)
         async with db.write() as session:
-            return [render_rule(r) for r in await rules.apply(session, specs=specs, actor=actor)]
+            applied = await rules.apply(session, specs=specs, actor=actor)
+            return [
+                render_rule(r, await rules.warnings_for(session, spec)) for r, spec in zip(applied, specs, strict=True)
+            ]
 
     @get("/rules")
     async def list_rules(self, db: Database) -> list[RuleOut]:
@@ -116,10 +122,12 @@ class AutomationsController(Controller):
     @get("/jobs")
     async def list_jobs(self, db: Database, status: str | None = None, limit: int = 100) -> list[JobOut]:
         async with db.read() as session:
-            return [render_job(j) for j in await actions.list_jobs(session, status=status, limit=min(limit, 1000))]
+            return [render_job(j) for j in await actions.list_jobs(session, status=status, limit=clamp_limit(limit))]
 
     @get("/jobs/{job_id:int}")
     async def get_job(self, job_id: int, db: Database) -> JobOut:
+        if int64_or_none(job_id) is None:
+            raise NotFound(f"automation job {job_id} does not exist")
         async with db.read() as session:
             return render_job(await actions.get(session, job_id=job_id))
 
@@ -154,7 +162,9 @@ async def token_or_signature(connection: ASGIConnection[Any, Any, Any, Any], han
     """Guard: a bearer token (writer), or a Standard Webhooks signature by an inbound trigger's secret."""
     if connection.headers.get("authorization"):
         await authenticate(connection, handler)
-        require(connection.state.actor, Role.writer, action="requesting a gate run")
+        # An automation gate run is always recorded: the token needs the role that may record one.
+        role = Role[connection.app.state.settings.gate_record_role]
+        require(connection.state.actor, max(role, Role.writer), action="requesting a recorded gate run")
         return
     if not connection.headers.get("webhook-signature"):
         raise Unauthenticated("send a bearer token, or sign the request with a trigger secret (Standard Webhooks)")
@@ -173,8 +183,10 @@ async def token_or_signature(connection: ASGIConnection[Any, Any, Any, Any], han
 async def request_gate_run(request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
     """Queue a gate run of a version (against an alias' gate policy or an inline spec); poll the job.
     A signed request whose ``webhook-id`` this trigger already sent gets the job it queued then."""
+    raw = await request.body()
+    check_json_text(raw)
     try:
-        data = msgspec.json.decode(await request.body(), type=GateRunRequest)
+        data = msgspec.json.decode(raw, type=GateRunRequest)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise InvalidInput(f"invalid request: {exc}") from None
     actor: Actor = request.state.actor

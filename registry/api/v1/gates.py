@@ -8,11 +8,14 @@ import msgspec
 from litestar import Controller, delete, get, post, put
 
 from registry.api.security import MAINTAINER, WRITER
-from registry.api.v1._common import iso
+from registry.api.v1._common import int64_or_none, iso
+from registry.api.v1.models import version_number
 from registry.db import Database
+from registry.domain.auth import Role
 from registry.domain.gates import GatePolicy, GateRun
+from registry.errors import NotFound
 from registry.services import gates, models
-from registry.services.auth import Actor
+from registry.services.auth import Actor, require
 from registry.settings import Settings
 from registry.storage import BlobStore
 
@@ -93,12 +96,15 @@ class GatesController(Controller):
         self, name: str, version: int, data: GateRunIn, db: Database, store: BlobStore, settings: Settings, actor: Actor
     ) -> GateRunOut:
         """Evaluate the version's evaluation table (``eval/*.parquet|csv``) against ``spec``; with ``record`` the
-        run is stored (it then counts for gate policies and test-set reuse)."""
+        run is stored (it then counts for gate policies and test-set reuse); recording needs the role named by
+        ``MODELKEEP_GATE_RECORD_ROLE`` (writer unless set)."""
+        if data.record:
+            require(actor, Role[settings.gate_record_role], action="recording a gate run")
         result = await gates.evaluate_version(
             db,
             store,
             model_name=name,
-            version=version,
+            version=version_number(name, version),
             spec_text=data.spec,
             actor=actor,
             record_run=data.record,
@@ -129,10 +135,13 @@ class GatesController(Controller):
     async def list_runs(self, name: str, version: int, db: Database) -> list[GateRunOut]:
         async with db.read() as session:
             model = await models.get(session, name=name)
-            return [render_run(name, r) for r in await gates.list_runs(session, model=model, version=version)]
+            number = version_number(name, version)
+            return [render_run(name, r) for r in await gates.list_runs(session, model=model, version=number)]
 
     @get("/gate-runs/{run_id:int}")
     async def get_run(self, run_id: int, db: Database) -> GateRunOut:
+        if int64_or_none(run_id) is None:
+            raise NotFound(f"gate run {run_id} does not exist")
         async with db.read() as session:
             model, run = await gates.get_run(session, run_id=run_id)
             return render_run(model.name, run)
@@ -152,4 +161,4 @@ class GatesController(Controller):
     async def delete_policy(self, name: str, alias: str, db: Database, actor: Actor) -> dict[str, Any]:
         async with db.write() as session:
             await gates.delete_policy(session, model_name=name, alias=alias, actor=actor)
-        return {"model": name, "alias": alias, "deleted": True}
+        return {"model": name, "alias": alias.lower(), "deleted": True}

@@ -8,10 +8,11 @@ import msgspec
 from litestar import Controller, delete, get, patch, post, put
 
 from registry.api.security import WRITER
-from registry.api.v1._common import Page, clamp_limit, iso
+from registry.api.v1._common import Int64, NonNegativeInt64, Page, clamp_limit, int64_or_none, iso
 from registry.api.v1.artifacts import FileOut
 from registry.db import Database, Session
-from registry.domain.models import Promotion, RegisteredModel
+from registry.domain.models import ModelVersion, Promotion, RegisteredModel
+from registry.errors import InvalidInput, NotFound
 from registry.services import aliases, gates, models, versions
 from registry.services.artifacts import ManifestEntry
 from registry.services.auth import Actor
@@ -98,10 +99,27 @@ class VersionOut(msgspec.Struct):
     gate_runs: list[GateRunSummary] = []
 
 
-class AliasIn(msgspec.Struct, forbid_unknown_fields=True):
+class VersionListItem(msgspec.Struct):
+    """A version in a list: its aliases and file count, not its manifest (``GET .../versions/{n}`` has that),
+    so a page of a thousand versions stays small."""
+
+    model: str
     version: int
+    run_id: str | None
+    source: str
+    status: str
+    description: str | None
+    digest: str
+    created_by: str
+    created_at: str | None
+    aliases: list[str]
+    file_count: int
+
+
+class AliasIn(msgspec.Struct, forbid_unknown_fields=True):
+    version: Int64
     reason: str | None = None
-    expect: int | None = None
+    expect: NonNegativeInt64 | None = None
     """Compare-and-swap: the version you believe the alias holds now (0 = it must not exist yet)."""
     force: bool = False
     """Move past a gate policy (maintainers only; needs a reason; audited)."""
@@ -127,7 +145,36 @@ def render_promotion(p: Promotion) -> PromotionOut:
 
 
 def protected(settings: Settings) -> frozenset[str]:
-    return frozenset(settings.protected_aliases)
+    return frozenset(name.lower() for name in settings.protected_aliases)
+
+
+def version_number(model_name: str, number: int) -> int:
+    """A version number from a path: one no BIGINT can hold names no version (404, not a driver overflow)."""
+    if int64_or_none(number) is None:
+        raise NotFound(f"model {model_name!r} has no version {number}")
+    return number
+
+
+def _cursor(after: int) -> int:
+    if int64_or_none(after) is None:
+        raise InvalidInput(f"after must be a version number, got {after}", field="after")
+    return after
+
+
+def _list_item(model_name: str, v: ModelVersion, held: list[str], file_count: int) -> VersionListItem:
+    return VersionListItem(
+        model=model_name,
+        version=v.version,
+        run_id=v.run_id,
+        source=v.source,
+        status=v.status,
+        description=v.description,
+        digest=v.digest,
+        created_by=v.created_by,
+        created_at=iso(v.created_at),
+        aliases=held,
+        file_count=file_count,
+    )
 
 
 async def _render_model(session: Session, model: RegisteredModel) -> ModelOut:
@@ -230,31 +277,19 @@ class ModelsController(Controller):
     @get("/{name:str}/versions")
     async def list_versions(
         self, name: str, db: Database, after: int = 0, limit: int = 100, order: str = "asc"
-    ) -> Page[VersionOut]:
+    ) -> Page[VersionListItem]:
+        """Versions with the aliases each holds and its file count; the manifest is on the version itself."""
         async with db.read() as session:
-            _, rows = await versions.list_versions(
-                session, model_name=name, limit=clamp_limit(limit), after=after, descending=order == "desc"
+            rows = await versions.list_with_aliases(
+                session, model_name=name, limit=clamp_limit(limit), after=_cursor(after), descending=order == "desc"
             )
-            items = [
-                VersionOut(
-                    model=name,
-                    version=v.version,
-                    run_id=v.run_id,
-                    source=v.source,
-                    status=v.status,
-                    description=v.description,
-                    digest=v.digest,
-                    created_by=v.created_by,
-                    created_at=iso(v.created_at),
-                )
-                for v in rows
-            ]
+            items = [_list_item(name, r.version, r.aliases, r.file_count) for r in rows]
         return Page(items=items, next=str(items[-1].version) if len(items) == limit else None)
 
     @get("/{name:str}/versions/{version:int}")
     async def get_version(self, name: str, version: int, db: Database) -> VersionOut:
         async with db.read() as session:
-            return await _render_version(session, name, version)
+            return await _render_version(session, name, version_number(name, version))
 
     @delete("/{name:str}/versions/{version:int}", guards=WRITER, status_code=200)
     async def delete_version(
@@ -262,7 +297,11 @@ class ModelsController(Controller):
     ) -> dict[str, Any]:
         async with db.write() as session:
             await versions.delete_version(
-                session, model_name=name, version=version, actor=actor, protected=protected(settings)
+                session,
+                model_name=name,
+                version=version_number(name, version),
+                actor=actor,
+                protected=protected(settings),
             )
         return {"model": name, "version": version, "deleted": True}
 
@@ -292,7 +331,7 @@ class ModelsController(Controller):
                 force=data.force,
             )
         if move.promotion is None:
-            return {"alias": alias, "to_version": data.version, "changed": False}
+            return {"alias": move.alias, "to_version": data.version, "changed": False}
         return render_promotion(move.promotion)
 
     @delete("/{name:str}/aliases/{alias:str}", guards=WRITER, status_code=200)

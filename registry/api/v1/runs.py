@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, get, patch, post
+from litestar.params import Parameter
 
 from registry.api.security import WRITER
-from registry.api.v1._common import Page, clamp_limit, iso, path_param
+from registry.api.v1._common import (
+    INT64_MAX,
+    INT64_MIN,
+    EpochMs,
+    Int64,
+    Offset,
+    Page,
+    QueryInt64,
+    clamp_limit,
+    id_or_404,
+    iso,
+    path_param,
+)
 from registry.db import Database
 from registry.domain.experiments import Experiment
 from registry.services import artifacts, experiments, runs
@@ -37,11 +50,11 @@ class GitIn(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class RunIn(msgspec.Struct, forbid_unknown_fields=True):
-    experiment_id: int | None = None
+    experiment_id: Int64 | None = None
     experiment: str | None = None
     name: str | None = None
     user: str | None = None
-    start_time: int | None = None
+    start_time: EpochMs | None = None
     tags: dict[str, str] = {}
     git: GitIn | None = None
     environment: dict[str, Any] | None = None
@@ -49,15 +62,15 @@ class RunIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class RunPatch(msgspec.Struct, forbid_unknown_fields=True):
     status: str | None = None
-    end_time: int | None = None
+    end_time: EpochMs | None = None
     name: str | None = None
 
 
 class MetricIn(msgspec.Struct, forbid_unknown_fields=True):
     key: str
     value: float
-    step: int = 0
-    timestamp: int | None = None
+    step: Int64 = 0
+    timestamp: Int64 | None = None
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -68,8 +81,8 @@ class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class InputIn(msgspec.Struct, forbid_unknown_fields=True):
     artifact: str
-    version: int
-    context: str | None = None
+    version: Int64
+    context: Annotated[str, msgspec.Meta(max_length=64)] | None = None
 
 
 class MetricOut(msgspec.Struct):
@@ -152,7 +165,7 @@ class ExperimentsController(Controller):
             return render_experiment(await experiments.create(session, name=data.name, actor=actor, tags=data.tags))
 
     @get("/")
-    async def list_experiments(self, db: Database, after: int = -1, limit: int = 100) -> Page[ExperimentOut]:
+    async def list_experiments(self, db: Database, after: QueryInt64 = -1, limit: int = 100) -> Page[ExperimentOut]:
         async with db.read() as session:
             rows = await experiments.list_experiments(session, limit=clamp_limit(limit), after=after)
             items = [render_experiment(e) for e in rows]
@@ -161,7 +174,9 @@ class ExperimentsController(Controller):
     @get("/{experiment_id:int}")
     async def get_experiment(self, experiment_id: int, db: Database) -> ExperimentOut:
         async with db.read() as session:
-            return render_experiment(await experiments.get(session, experiment_id=experiment_id))
+            return render_experiment(
+                await experiments.get(session, experiment_id=id_or_404(experiment_id, "experiment"))
+            )
 
 
 class RunsController(Controller):
@@ -189,7 +204,11 @@ class RunsController(Controller):
 
     @get("/")
     async def list_runs(
-        self, db: Database, experiment_id: int | None = None, limit: int = 100, offset: int = 0
+        self,
+        db: Database,
+        experiment_id: Annotated[int | None, Parameter(ge=INT64_MIN, le=INT64_MAX)] = None,
+        limit: int = 100,
+        offset: Offset = 0,
     ) -> Page[str]:
         async with db.read() as session:
             rows = await runs.list_runs(session, experiment_id=experiment_id, limit=clamp_limit(limit), offset=offset)
@@ -237,7 +256,7 @@ class RunsController(Controller):
 
     @get("/{run_id:str}/metrics/{key:path}")
     async def metric_history(
-        self, run_id: str, key: str, db: Database, limit: int = 25_000, offset: int = 0
+        self, run_id: str, key: str, db: Database, limit: int = 25_000, offset: Offset = 0
     ) -> Page[MetricOut]:
         async with db.read() as session:
             rows = await runs.metric_history(

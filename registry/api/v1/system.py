@@ -8,7 +8,7 @@ import msgspec
 from litestar import Controller, get
 
 from registry.api.security import ADMIN
-from registry.api.v1._common import Page, clamp_limit, iso
+from registry.api.v1._common import Page, QueryInt64, clamp_limit, iso
 from registry.db import Database
 from registry.services import audit, events
 
@@ -44,7 +44,12 @@ class EventsController(Controller):
 
     @get("/")
     async def list_events(
-        self, db: Database, after: int = 0, limit: int = 100, model: str | None = None, type: str | None = None
+        self,
+        db: Database,
+        after: QueryInt64 = 0,
+        limit: int = 100,
+        model: str | None = None,
+        type: str | None = None,
     ) -> Page[EventOut]:
         """Events in commit order, optionally of one model or type. Poll with ``after`` = the last ``seq`` seen."""
         async with db.read() as session:
@@ -71,7 +76,7 @@ class AuditController(Controller):
 
     @get("/")
     async def list_audit(
-        self, db: Database, after: int = 0, limit: int = 100, action: str | None = None
+        self, db: Database, after: QueryInt64 = 0, limit: int = 100, action: str | None = None
     ) -> Page[AuditOut]:
         async with db.read() as session:
             rows = await audit.list_entries(session, action=action, after=after, limit=clamp_limit(limit))

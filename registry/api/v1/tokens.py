@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, delete, get, post
@@ -15,11 +15,14 @@ from registry.domain.auth import ApiToken
 from registry.services import tokens
 from registry.services.auth import Actor
 
+MAX_EXPIRY_DAYS = 36_525
+"""A century: beyond it an expiry means nothing, and a timedelta or date overflows not far past it."""
+
 
 class TokenIn(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     role: str = "reader"
-    expires_in_days: float | None = None
+    expires_in_days: Annotated[float, msgspec.Meta(le=MAX_EXPIRY_DAYS)] | None = None
 
 
 class TokenOut(msgspec.Struct):

@@ -1,4 +1,7 @@
-"""Webhook subscriptions and deliveries (maintainers manage them; readers can list)."""
+"""Webhook subscriptions and deliveries (maintainers manage them; readers can list).
+
+Below maintainer a webhook's URL is shown as its scheme and host only: for Slack- or Teams-style hooks the
+path is the credential. Ids beyond the BIGINT range name nothing (404); such numbers in filters are 400."""
 
 from __future__ import annotations
 
@@ -8,13 +11,14 @@ from typing import Any
 import msgspec
 from litestar import Controller, delete, get, post
 
-from automations import webhooks
+from automations import ssrf, webhooks
 from automations.domain import Delivery, DeliveryAttempt, Webhook
 from registry.api.security import MAINTAINER
-from registry.api.v1._common import clamp_limit, iso
+from registry.api.v1._common import clamp_limit, int64_or_none, iso
 from registry.db import Database
+from registry.domain.auth import Role
 from registry.domain.events import Event
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, NotFound
 from registry.services.auth import Actor
 from registry.settings import Settings
 
@@ -29,6 +33,8 @@ class WebhookIn(msgspec.Struct, forbid_unknown_fields=True):
 class WebhookOut(msgspec.Struct):
     id: int
     url: str
+    """In full for maintainers; for others scheme and host, with ``/***`` for a path or query."""
+    url_redacted: bool
     events: list[str]
     model: str | None
     description: str | None
@@ -74,10 +80,12 @@ class DisableIn(msgspec.Struct, forbid_unknown_fields=True):
     reason: str | None = None
 
 
-def render(hook: Webhook, secret: str | None = None) -> WebhookOut:
+def render(hook: Webhook, actor: Actor, secret: str | None = None) -> WebhookOut:
+    shown = None if actor.allows(Role.maintainer) else webhooks.redacted_url(hook.url)
     return WebhookOut(
         id=hook.id,
-        url=hook.url,
+        url=shown if shown is not None else hook.url,
+        url_redacted=shown is not None,
         events=hook.event_types,
         model=hook.model,
         description=hook.description,
@@ -118,6 +126,24 @@ def render_delivery(d: Delivery, e: Event, attempts: list[DeliveryAttempt] | Non
     )
 
 
+def _webhook(webhook_id: int) -> int:
+    if int64_or_none(webhook_id) is None:
+        raise NotFound(f"webhook {webhook_id} does not exist (see `registry webhooks list`)")
+    return webhook_id
+
+
+def _delivery(delivery_id: int) -> int:
+    if int64_or_none(delivery_id) is None:
+        raise NotFound(f"delivery {delivery_id} does not exist")
+    return delivery_id
+
+
+def _filter(value: int | None, field: str) -> int | None:
+    if value is not None and int64_or_none(value) is None:
+        raise InvalidInput(f"{field} is out of range", field=field)
+    return value
+
+
 class WebhooksController(Controller):
     path = "/webhooks"
 
@@ -129,52 +155,59 @@ class WebhooksController(Controller):
                 url=data.url,
                 event_types=data.events,
                 actor=actor,
-                allow_private=settings.webhook_allow_private,
+                allow=ssrf.allow_list(settings.webhook_allow_hosts),
                 model=data.model,
                 description=data.description,
             )
-            return render(hook, secret)
+            return render(hook, actor, secret)
 
     @get("/")
-    async def list_webhooks(self, db: Database) -> list[WebhookOut]:
+    async def list_webhooks(self, db: Database, actor: Actor) -> list[WebhookOut]:
         async with db.read() as session:
-            return [render(h) for h in await webhooks.list_webhooks(session)]
+            return [render(h, actor) for h in await webhooks.list_webhooks(session)]
 
     @get("/{webhook_id:int}")
-    async def show(self, webhook_id: int, db: Database) -> WebhookOut:
+    async def show(self, webhook_id: int, db: Database, actor: Actor) -> WebhookOut:
         async with db.read() as session:
-            return render(await webhooks.get(session, webhook_id=webhook_id))
+            return render(await webhooks.get(session, webhook_id=_webhook(webhook_id)), actor)
 
     @post("/{webhook_id:int}/disable", guards=MAINTAINER, status_code=200)
     async def disable(self, webhook_id: int, db: Database, actor: Actor, data: DisableIn | None = None) -> WebhookOut:
         async with db.write() as session:
             hook = await webhooks.set_enabled(
-                session, webhook_id=webhook_id, enabled=False, actor=actor, reason=data.reason if data else None
+                session,
+                webhook_id=_webhook(webhook_id),
+                enabled=False,
+                actor=actor,
+                reason=data.reason if data else None,
             )
-            return render(hook)
+            return render(hook, actor)
 
     @post("/{webhook_id:int}/enable", guards=MAINTAINER, status_code=200)
     async def enable(self, webhook_id: int, db: Database, actor: Actor) -> WebhookOut:
         async with db.write() as session:
-            return render(await webhooks.set_enabled(session, webhook_id=webhook_id, enabled=True, actor=actor))
+            hook = await webhooks.set_enabled(session, webhook_id=_webhook(webhook_id), enabled=True, actor=actor)
+            return render(hook, actor)
 
     @post("/{webhook_id:int}/rotate-secret", guards=MAINTAINER, status_code=200)
     async def rotate(self, webhook_id: int, db: Database, actor: Actor, settings: Settings) -> WebhookOut:
         overlap = timedelta(hours=settings.webhook_rotation_overlap_hours)
         async with db.write() as session:
-            hook, secret = await webhooks.rotate_secret(session, webhook_id=webhook_id, actor=actor, overlap=overlap)
-            return render(hook, secret)
+            hook, secret = await webhooks.rotate_secret(
+                session, webhook_id=_webhook(webhook_id), actor=actor, overlap=overlap
+            )
+            return render(hook, actor, secret)
 
     @post("/{webhook_id:int}/test", guards=MAINTAINER, status_code=202)
     async def test(self, webhook_id: int, db: Database, actor: Actor) -> dict[str, Any]:
         async with db.write() as session:
-            event = await webhooks.send_test(session, webhook_id=webhook_id, actor=actor)
+            event = await webhooks.send_test(session, webhook_id=_webhook(webhook_id), actor=actor)
         return {"event_id": event.id, "webhook_id": webhook_id}
 
     @delete("/{webhook_id:int}", guards=MAINTAINER, status_code=200)
     async def remove(self, webhook_id: int, db: Database, actor: Actor) -> dict[str, Any]:
         async with db.write() as session:
-            await webhooks.remove(session, webhook_id=webhook_id, actor=actor)
+            await webhooks.remove(session, webhook_id=_webhook(webhook_id), actor=actor)
         return {"id": webhook_id, "removed": True}
 
     @post("/{webhook_id:int}/recover", guards=MAINTAINER, status_code=200)
@@ -182,7 +215,7 @@ class WebhooksController(Controller):
         if data.since.tzinfo is None:
             raise InvalidInput("`since` needs a time zone (e.g. 2026-01-01T00:00:00Z)", field="since")
         async with db.write() as session:
-            count = await webhooks.recover(session, webhook_id=webhook_id, since=data.since, actor=actor)
+            count = await webhooks.recover(session, webhook_id=_webhook(webhook_id), since=data.since, actor=actor)
         return {"webhook_id": webhook_id, "requeued": count}
 
     @get("/deliveries")
@@ -196,7 +229,11 @@ class WebhooksController(Controller):
     ) -> list[DeliveryOut]:
         async with db.read() as session:
             rows = await webhooks.list_deliveries(
-                session, status=status, webhook_id=webhook_id, limit=clamp_limit(limit), before=before
+                session,
+                status=status,
+                webhook_id=_filter(webhook_id, "webhook_id"),
+                limit=clamp_limit(limit),
+                before=_filter(before, "before"),
             )
             history = await webhooks.attempts_of(session, delivery_ids=[d.id for d, _ in rows])
         return [render_delivery(d, e, history.get(d.id)) for d, e in rows]
@@ -204,5 +241,5 @@ class WebhooksController(Controller):
     @post("/deliveries/{delivery_id:int}/redeliver", guards=MAINTAINER, status_code=200)
     async def redeliver(self, delivery_id: int, db: Database, actor: Actor) -> dict[str, Any]:
         async with db.write() as session:
-            found = await webhooks.redeliver(session, delivery_id=delivery_id, actor=actor)
+            found = await webhooks.redeliver(session, delivery_id=_delivery(delivery_id), actor=actor)
         return {"id": found.id, "status": found.status}

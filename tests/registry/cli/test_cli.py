@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from registry.cli import main
+from registry.db import Database
 from tests.conftest import LiveServer, Tokens, start_server, stop_server, unique
 
 
@@ -112,8 +113,13 @@ def test_unreachable_server_is_a_clear_message(capsys: pytest.CaptureFixture[str
 
 
 def test_token_commands_use_the_database_directly(
-    database_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    db: Database,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # ``db``: the database a server made (migrated); the commands refuse one without the schema.
     monkeypatch.chdir(tmp_path)  # the commands below name their database: nothing may appear here
     name = unique("ci-bot")
     assert main(["token", "create", name, "--role", "writer", "--database-url", database_url, "--json"]) == 0

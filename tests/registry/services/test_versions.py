@@ -76,3 +76,45 @@ async def test_unknown_model_and_empty_run_folder(session: AsyncSession) -> None
         await create_version(session, model=model, run_id=run.id, path="nothing-here")
     with pytest.raises(NotFound):
         await versions.view(session, model_name="no-such-model", version=1)
+
+
+async def test_a_stage_transition_moves_the_stage_aliases(session: AsyncSession) -> None:
+    from registry.domain.auth import Role
+    from registry.errors import Forbidden
+    from registry.services import aliases
+    from registry.services.auth import Actor
+
+    maintainer = Actor(name="max", role=Role.maintainer)
+    model = await create_model(session)
+    for _ in range(2):
+        await create_version(session, model=model)
+    moved = await versions.transition_stage(
+        session, model_name=model.name, version=1, stage="production", actor=maintainer, protected=PROTECTED
+    )
+    assert moved.stage == "Production"
+    # A version has one stage: taking Staging gives up production, which a writer may not do.
+    with pytest.raises(Forbidden):
+        await versions.transition_stage(
+            session, model_name=model.name, version=1, stage="Staging", actor=WRITER, protected=PROTECTED
+        )
+    await versions.transition_stage(
+        session, model_name=model.name, version=1, stage="Staging", actor=maintainer, protected=PROTECTED
+    )
+    assert await aliases.names_for(session, model_id=model.id, version=1) == ["staging"]
+    assert [v.stage for v in (await versions.list_versions(session, model_name=model.name))[1]] == ["Staging", "None"]
+    # Moving the alias natively moves the stage; a label-only transition needs no alias.
+    await aliases.set_alias(
+        session, model_name=model.name, alias="STAGING", version=2, actor=WRITER, protected=PROTECTED
+    )
+    await versions.transition_stage(
+        session, model_name=model.name, version=1, stage="archived", actor=WRITER, protected=PROTECTED
+    )
+    listed = await versions.list_with_aliases(session, model_name=model.name)
+    assert [(r.version.stage, r.aliases, r.file_count) for r in listed] == [
+        ("Archived", [], 1),
+        ("Staging", ["staging"], 1),
+    ]
+    with pytest.raises(InvalidInput):
+        await versions.transition_stage(
+            session, model_name=model.name, version=1, stage="Retired", actor=WRITER, protected=PROTECTED
+        )
