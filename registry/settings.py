@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     """Streamed artifact/blob uploads above this size get 413."""
     # NoDecode: list settings come from the environment as comma-separated text (or a JSON list).
     protected_aliases: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["production"])
-    gate_record_role: Literal["writer", "maintainer", "admin"] = "writer"
+    gate_record_role: Literal["writer", "maintainer"] = "writer"
     """Least role that may record a gate run (the evidence gate policies rely on). ``maintainer`` when only a
     trusted evaluation job should produce it; inbound triggers, set up by maintainers, still may."""
     db_pool_size: int = 10

@@ -75,7 +75,7 @@ def script_for(doc: Path) -> str:
     for block in blocks(doc):
         if block.mark != "run":
             continue
-        where = f"{block.doc.relative_to(ROOT)}:{block.line}"
+        where = f"{block.doc.relative_to(ROOT) if block.doc.is_relative_to(ROOT) else block.doc.name}:{block.line}"
         parts.append(f"echo '>>> {where}' >&2")
         if block.lang == "python":
             parts.append(f"python - <<'MODELKEEP_DOCS_PY'\n{block.text}\nMODELKEEP_DOCS_PY")

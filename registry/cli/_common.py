@@ -22,7 +22,7 @@ from registry import errors
 from registry.client import RegistryClient
 from registry.services import names
 
-# Documented exit codes (docs/cli.md).
+# Documented exit codes (README.md, "CLI exit codes").
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 0, 1, 2, 4
 PROGRESS_MIN_BYTES = 8 * 1024 * 1024
 

@@ -49,8 +49,8 @@ def test_maintainer_only_recording(database_url: str, tmp_path: Path) -> None:
                 assert anon.post("/api/v1/hooks/gate-runs", content=body, headers=headers).status_code == 202
 
 
-@pytest.mark.parametrize("value", ["reader", "Maintainer", "root"])
-def test_record_role_must_be_writer_or_above(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("value", ["reader", "Maintainer", "admin"])
+def test_record_role_is_writer_or_maintainer(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from pydantic import ValidationError
 
     from registry.settings import Settings
