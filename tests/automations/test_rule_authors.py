@@ -22,23 +22,9 @@ from registry.errors import Forbidden
 from registry.services import tokens
 from registry.services.auth import Actor
 from tests.automations.receivers import Stack, client, stack, wait_until
+from tests.automations.test_rules_chain import RULES
 from tests.conftest import LiveServer, unique
 from tests.registry.gates.test_gate_flow import SPEC, eval_table, model_folder
-
-RULES = """
-rules:
-  - name: evaluate-{model}
-    on: model_version.created
-    model: {model}
-    action: run_gate
-    alias: staging
-  - name: stage-{model}
-    on: gate.completed
-    model: {model}
-    if: {{verdict: pass}}
-    action: promote
-    alias: staging
-"""
 
 
 @pytest.fixture(scope="module")
