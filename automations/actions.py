@@ -1,8 +1,10 @@
-"""The action queue: gate runs and promotions requested by rules or inbound hooks, run off the request path.
+"""The action queue: gate runs, promotions and GitHub write-backs requested by rules or inbound hooks, run off
+the request path.
 
 Jobs are claimed with a lease like deliveries; a job whose worker died is picked up again when the lease
-expires. Running one twice is safe: a gate run is evidence (a second identical record is harmless), and a
-promotion to the version the alias already holds changes nothing.
+expires. Running one twice is safe: a gate run is evidence (a second identical record is harmless), a
+promotion to the version the alias already holds changes nothing, and GitHub keeps one status per context and
+one comment per marker (``github_results``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from automations import rules, triggers
+from automations import github_results, rules, triggers
 from automations.domain import AutomationJob
 from registry.db import Database
 from registry.domain.auth import Role
@@ -171,6 +173,8 @@ async def execute(db: Database, store: BlobStore, settings: Settings, job: Claim
         )
         assert result.run is not None
         return {"gate_run_id": result.run.id, "verdict": result.run.verdict}
+    if job.kind in github_results.ACTIONS:
+        return await github_results.post(db, settings, kind=job.kind, params=params)
     if job.kind == "promote":
         reason = promotion_reason(job.actor, params)
         async with db.write() as session:

@@ -182,3 +182,20 @@ class HookMessage(Base):
     message_id: Mapped[str] = mapped_column(String(256))
     job_id: Mapped[int] = mapped_column(ForeignKey("automation_jobs.id", ondelete="CASCADE"))
     received_at: Mapped[Timestamp]
+
+
+class GitHubDelivery(Base):
+    """A webhook delivery from GitHub, by its ``X-GitHub-Delivery`` id, and what it led to (``outcome``).
+
+    GitHub keeps the id when a delivery is redelivered, and its signature has no timestamp, so a captured request
+    verifies forever: the unique id is what makes a redelivery or a replay record nothing twice (it is answered
+    with the first outcome). Rows older than ``github_hooks.KEEP_DELIVERIES`` are forgotten."""
+
+    __tablename__ = "github_deliveries"
+    __table_args__ = (Index("ix_github_deliveries_received_at", "received_at"),)
+
+    id: Mapped[IntPK]
+    delivery_id: Mapped[str] = mapped_column(String(64), unique=True)
+    event: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[Timestamp]

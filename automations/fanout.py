@@ -110,4 +110,6 @@ def job_params(rule: AutomationRule, event: Event) -> dict[str, Any]:
     params["event"] = {"type": event.type, "id": event.id, "seq": event.seq}
     if "gate_run_id" in event.data:
         params["gate_run_id"] = event.data["gate_run_id"]
+    if event.data.get("commit_sha"):  # a gate run on a GitHub event's commit is recorded with that commit
+        params.setdefault("commit_sha", event.data["commit_sha"])
     return params

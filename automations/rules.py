@@ -12,6 +12,17 @@
         if: {verdict: pass}           # event data must match (a list means any of)
         action: promote
         alias: staging
+      - name: gate-pull-requests
+        on: github.pull_request       # GitHub's webhook (POST /api/v1/hooks/github), per version from the head SHA
+        model: churn
+        action: run_gate
+        alias: staging
+      - name: status-back
+        on: gate.completed
+        action: github_status         # or github_comment: the report on the commit's open pull requests
+        github_token: acme            # the name of a server-side token (MODELKEEP_GITHUB_TOKENS), never a token
+        repository: acme/churn        # optional: else the repository of the version's run's git remote
+        context: modelkeep/churn      # optional: default modelkeep/registry/<model>
 
 A rule acts as ``rule:<name>`` with the role of whoever applied it, through the same services as a person,
 so gate policies and protected aliases apply to it too. It acts only while the API token that applied it last
@@ -21,6 +32,7 @@ the rule again.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +40,10 @@ import yaml
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from automations import github_hooks
 from automations.domain import AutomationRule
+from automations.github import REPOSITORY
+from automations.github_results import ACTIONS as GITHUB_ACTIONS
 from automations.webhooks import EVENT_TYPES
 from registry.domain.auth import ApiToken, Role
 from registry.domain.base import utcnow
@@ -38,8 +53,14 @@ from registry.errors import Forbidden, InvalidInput, NotFound
 from registry.services import audit, gates, names
 from registry.services.auth import Actor, require
 
-ACTIONS = ("run_gate", "promote")
+ACTIONS = ("run_gate", "promote", *GITHUB_ACTIONS)
+RULE_EVENTS = (*EVENT_TYPES, *github_hooks.EVENT_TYPES)
 _KEYS = {"name", "on", "model", "if", "action", "alias", "spec", "enabled", "reason"}
+_KEYS |= {"github_token", "repository", "context"}  # github_status / github_comment
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_TOKEN_SHAPE = re.compile(r"^(gh[pousr]_|github_pat_)|^[0-9a-f]{40}$")
+"""What GitHub's tokens look like (classic and fine-grained personal, OAuth, App, Actions): never in a rule."""
+_CONTEXT = re.compile(r"^[A-Za-z0-9_./@:-]{1,100}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +88,8 @@ def _rule(raw: Any, index: int) -> RuleSpec:
         raise InvalidInput(f"{where}.name: a non-empty name (≤ 128 characters) is required")
     where = f"rule {name!r}"
     on_event, action = raw.get("on"), raw.get("action")
-    if on_event not in EVENT_TYPES:
-        raise InvalidInput(f"{where}.on: {on_event!r} is not an event type ({', '.join(EVENT_TYPES)})")
+    if on_event not in RULE_EVENTS:
+        raise InvalidInput(f"{where}.on: {on_event!r} is not an event type ({', '.join(RULE_EVENTS)})")
     if action not in ACTIONS:
         raise InvalidInput(f"{where}.action: {action!r} is not one of {', '.join(ACTIONS)}")
     model = raw.get("model")
@@ -91,6 +112,7 @@ def _rule(raw: Any, index: int) -> RuleSpec:
         raise InvalidInput(f"{where}: a run_gate rule needs `alias` (its gate policy) or `spec`")
     if raw.get("reason"):
         params["reason"] = str(raw["reason"])
+    params |= _github_params(raw, where, action=str(action), on_event=str(on_event))
     return RuleSpec(
         name=name,
         on_event=on_event,
@@ -100,6 +122,41 @@ def _rule(raw: Any, index: int) -> RuleSpec:
         params=params,
         enabled=bool(raw.get("enabled", True)),
     )
+
+
+def _github_params(raw: dict[str, Any], where: str, *, action: str, on_event: str) -> dict[str, Any]:
+    """``github_token`` (a name), ``repository`` and ``context`` of a github_status / github_comment rule."""
+    given = {key for key in ("github_token", "repository", "context") if raw.get(key) is not None}
+    if action not in GITHUB_ACTIONS:
+        if given:
+            raise InvalidInput(f"{where}: {', '.join(sorted(given))} only go with {' or '.join(GITHUB_ACTIONS)}")
+        return {}
+    if on_event != "gate.completed":
+        raise InvalidInput(f"{where}: a {action} rule acts on gate.completed (it posts that gate run's result)")
+    token = raw.get("github_token")
+    if not isinstance(token, str) or not token:
+        raise InvalidInput(f"{where}: a {action} rule needs `github_token`, the name of a server-side token")
+    if _TOKEN_SHAPE.match(token):
+        # Said without echoing it: the value is a credential, and error messages end up in logs.
+        raise InvalidInput(
+            f"{where}.github_token: that is a token, not a name. Put the token in the server's "
+            'MODELKEEP_GITHUB_TOKENS (e.g. {"acme": "<token>"}), name it here (github_token: acme), '
+            "and revoke the one written in the rule file"
+        )
+    if not _TOKEN_NAME.match(token):
+        raise InvalidInput(f"{where}.github_token: {token!r} is not a token name (1-64 letters, digits, '_-.')")
+    params: dict[str, Any] = {"github_token": token}
+    repository = raw.get("repository")
+    if repository is not None:
+        if not isinstance(repository, str) or not REPOSITORY.match(repository):
+            raise InvalidInput(f"{where}.repository: {repository!r} is not owner/name")
+        params["repository"] = repository
+    context = raw.get("context")
+    if context is not None:
+        if not isinstance(context, str) or not _CONTEXT.match(context):
+            raise InvalidInput(f"{where}.context: {context!r} is not a status context (1-100 of [A-Za-z0-9_./@:-])")
+        params["context"] = context
+    return params
 
 
 def parse(text: str) -> list[RuleSpec]:
@@ -145,9 +202,28 @@ async def apply(session: AsyncSession, *, specs: list[RuleSpec], actor: Actor) -
     return stored
 
 
-async def warnings_for(session: AsyncSession, spec: RuleSpec) -> list[str]:
+async def warnings_for(
+    session: AsyncSession, spec: RuleSpec, *, github_tokens: list[str] | None = None, github_hooks_on: bool = True
+) -> list[str]:
     """What would make the rule fail once its event arrives, although it is valid: a ``run_gate`` rule that
-    evaluates against an alias' gate policy that does not exist (yet). Each names the command that fixes it."""
+    evaluates against an alias' gate policy that does not exist (yet); a GitHub rule naming a token this server
+    does not have (``github_tokens``: the names it has, None: not checked); a rule on GitHub's webhooks while the
+    server has no webhook secret. Each names what fixes it."""
+    found = []
+    if spec.action in GITHUB_ACTIONS and github_tokens is not None and spec.params["github_token"] not in github_tokens:
+        found.append(
+            f"rule {spec.name!r} posts with the GitHub token {spec.params['github_token']!r}, which this server "
+            "does not have: its jobs fail until it is added to MODELKEEP_GITHUB_TOKENS"
+        )
+    if spec.on_event in github_hooks.EVENT_TYPES and not github_hooks_on:
+        found.append(
+            f"rule {spec.name!r} waits for GitHub's webhooks, which this server does not accept: set "
+            "MODELKEEP_GITHUB_WEBHOOK_SECRET and point the repository's webhook at /api/v1/hooks/github"
+        )
+    return found + await _policy_warnings(session, spec)
+
+
+async def _policy_warnings(session: AsyncSession, spec: RuleSpec) -> list[str]:
     alias = spec.params.get("alias")
     if spec.action != "run_gate" or "spec" in spec.params or alias is None:
         return []

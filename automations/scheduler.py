@@ -21,6 +21,7 @@ from sqlalchemy import delete
 
 from automations import jobs
 from automations.domain import SchedulerSlot
+from monitoring import jobs as monitor_jobs
 from registry.db import Database
 from registry.domain.base import utcnow
 from registry.services._sql import upsert
@@ -46,6 +47,8 @@ def schedule(settings: Settings) -> tuple[Periodic, ...]:
         Periodic("deliveries.reap_stale_locks", settings.reap_interval_seconds, jobs.reap_stale_locks),
         Periodic("webhooks.disable_failing", 60.0, jobs.disable_failing_webhooks),
         Periodic("hooks.forget_old_messages", 600.0, jobs.forget_hook_messages),
+        # Every minute: runs the monitor specs' cron schedules (each fire time claimed once more, per model).
+        Periodic("monitor.scheduled_checks", 60.0, monitor_jobs.run_scheduled_checks),
     )
 
 

@@ -27,6 +27,8 @@ EVENT_TYPES = (
     "gate.completed",
     "gate_policy.set",
     "drift.detected",
+    "drift.resolved",
+    "monitor.performance_degraded",
     "run.created",
     "run.finished",
     "artifact_version.created",

@@ -13,12 +13,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _HOST_NAME = re.compile(
     r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$"
 )
+
+
+_TOKEN_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class Settings(BaseSettings):
@@ -84,6 +87,25 @@ class Settings(BaseSettings):
     reap_interval_seconds: float = 5.0
     instance_name: str | None = None
     """Identity of this replica in claims and locks (default: host:pid)."""
+
+    # GitHub: gate results back to commits (rules' github_status / github_comment), GitHub's own webhooks.
+    public_url: str | None = None
+    """Where people reach this registry (``https://registry.example.com``): links in GitHub statuses and
+    comments to the gate run. None: no link."""
+    github_api_url: str = "https://api.github.com"
+    """GitHub's REST API root; a GitHub Enterprise Server's is ``https://HOST/api/v3``. Tokens are only ever
+    sent here: a rule names a token, it cannot name where the token goes."""
+    github_tokens: SecretStr | None = None
+    """Tokens rules may post with, by name: a JSON object (``{"acme": "ghp_..."}``) or ``name=token`` pairs,
+    comma-separated. A rule says ``github_token: acme``; the token itself is never in a rule file. Kept as one
+    secret and read where used (:meth:`github_token`), so no error message can echo it."""
+    github_webhook_secret: SecretStr | None = None
+    """The secret GitHub signs its webhooks with (``X-Hub-Signature-256``). None: ``POST /api/v1/hooks/github``
+    answers 404."""
+    github_webhook_previous_secret: SecretStr | None = None
+    """While rotating: the secret being replaced, still accepted."""
+    github_max_wait_seconds: float = 30.0
+    """How long one job waits in all for GitHub's rate limits (``Retry-After``) before failing."""
 
     @field_validator("protected_aliases", mode="before")
     @classmethod
@@ -160,6 +182,41 @@ class Settings(BaseSettings):
         import socket
 
         return self.instance_name or f"{socket.gethostname()}:{os.getpid()}"
+
+    def github_token_names(self) -> list[str]:
+        """Names of the configured GitHub tokens (raises ValueError, naming no token, if the setting is malformed)."""
+        return sorted(self._github_tokens())
+
+    def github_token(self, name: str) -> str | None:
+        """The GitHub token named ``name`` (raises ValueError, naming no token, if the setting is malformed)."""
+        return self._github_tokens().get(name)
+
+    def _github_tokens(self) -> dict[str, str]:
+        if self.github_tokens is None:
+            return {}
+        text = self.github_tokens.get_secret_value().strip()
+        problem = ValueError("MODELKEEP_GITHUB_TOKENS is neither a JSON object of names to tokens nor name=token pairs")
+        if text.startswith("{"):
+            try:
+                loaded = json.loads(text)
+            except ValueError:
+                raise problem from None
+            if not isinstance(loaded, dict) or not all(isinstance(v, str) for v in loaded.values()):
+                raise problem
+            found = {str(k): v for k, v in loaded.items()}
+        else:
+            pairs = [part.strip().partition("=") for part in text.split(",") if part.strip()]
+            if any(not sep or not token.strip() for _, sep, token in pairs):
+                raise problem
+            found = {name.strip(): token.strip() for name, _, token in pairs}
+        bad = [name for name in found if not _TOKEN_NAME.match(name)]
+        if bad:
+            raise ValueError(f"MODELKEEP_GITHUB_TOKENS: {bad[0]!r} is not a name (1-64 letters, digits, '_', '-', '.')")
+        return found
+
+    @property
+    def github_webhook_secrets(self) -> list[str]:
+        return [s.get_secret_value() for s in (self.github_webhook_secret, self.github_webhook_previous_secret) if s]
 
     @property
     def tmp_dir(self) -> Path:

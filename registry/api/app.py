@@ -17,7 +17,7 @@ from registry import _libc
 from registry.api import mlflow
 from registry.api.errors import EXCEPTION_HANDLERS, document_errors
 from registry.api.security import ROLE_GUARDS, TokenCache, authenticate, current_actor
-from registry.api.v1 import artifacts, automations, gates, models, runs, system, tokens, webhooks
+from registry.api.v1 import artifacts, automations, gates, models, monitor, runs, system, tokens, webhooks
 from registry.api.v1._common import ApiRequest, refuse_nul
 from registry.db import Database
 from registry.settings import Settings
@@ -66,6 +66,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
             artifacts.ArtifactVersionsController,
             models.ModelsController,
             gates.GatesController,
+            monitor.MonitorController,
             webhooks.WebhooksController,
             automations.AutomationsController,
         ],

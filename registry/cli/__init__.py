@@ -15,9 +15,12 @@ from registry.cli import (
     aliases,
     audit,
     automations,
+    backup,
+    ci,
     experiments,
     gates,
     models,
+    monitor,
     runs,
     server,
     tokens,
@@ -44,11 +47,15 @@ app.command("pull")(versions.pull)
 app.command("promote")(aliases.promote)
 app.command("rollback")(aliases.rollback)
 app.add_typer(gates.app, name="gate")
+app.add_typer(ci.app, name="ci")
 app.add_typer(webhooks.app, name="webhooks")
 app.add_typer(automations.app, name="automations")
+app.add_typer(monitor.app, name="monitor")
 app.add_typer(runs.app, name="runs")
 app.add_typer(experiments.app, name="experiments")
 app.command("audit")(audit.audit)
+app.command("export")(backup.export)
+app.command("import")(backup.import_archive)
 
 
 def version_text() -> str:

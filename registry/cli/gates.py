@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -84,6 +85,30 @@ def _markdown(report: dict[str, Any]) -> str:
     return to_markdown(report_from_dict(report))
 
 
+def write_reports(report: dict[str, Any], *, report_md: Path | None, report_json: Path | None) -> None:
+    if report_json:
+        with file_argument("--report-json", report_json):
+            report_json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if report_md:
+        with file_argument("--report-md", report_md):
+            report_md.write_text(_markdown(report) + "\n", encoding="utf-8")
+
+
+def show(report: dict[str, Any], *, as_json: bool, extra: dict[str, Any] | None = None) -> None:
+    """The report on stdout (rich table or JSON), warnings on stderr."""
+    if as_json:
+        emit(report | (extra or {}), True)
+        return
+    out.print(report_table(report))
+    for warning in report.get("warnings", []):
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    reveals = report.get("reveals", {})
+    if reveals.get("budget"):
+        out.print(f"test-set reveals: {reveals['used']} of {reveals['budget']}", highlight=False)
+    if extra and extra.get("id"):
+        out.print(f"recorded as gate run #{extra['id']}", highlight=False)
+
+
 def _finish(
     report: dict[str, Any],
     *,
@@ -92,98 +117,149 @@ def _finish(
     report_json: Path | None,
     extra: dict[str, Any] | None = None,
 ) -> None:
-    if report_json:
-        with file_argument("--report-json", report_json):
-            report_json.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if report_md:
-        with file_argument("--report-md", report_md):
-            report_md.write_text(_markdown(report) + "\n", encoding="utf-8")
-    if as_json:
-        emit(report | (extra or {}), True)
-    else:
-        out.print(report_table(report))
-        for warning in report.get("warnings", []):
-            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-        reveals = report.get("reveals", {})
-        if reveals.get("budget"):
-            out.print(f"test-set reveals: {reveals['used']} of {reveals['budget']}", highlight=False)
-        if extra and extra.get("id"):
-            out.print(f"recorded as gate run #{extra['id']}", highlight=False)
+    write_reports(report, report_md=report_md, report_json=report_json)
+    show(report, as_json=as_json, extra=extra)
     raise typer.Exit(EXIT_BY_VERDICT.get(report["verdict"], 1))
 
 
-@app.command("run")
-def run(
-    model: Annotated[str | None, typer.Argument(help="Model (evaluate a registered version).")] = None,
-    version: Annotated[int | None, typer.Argument(help="Version number.", min=1)] = None,
-    spec: Annotated[
-        Path | None,
-        typer.Option(
-            "--spec", help="Gate spec (YAML). Default: gates.yaml (or gates.yml) here.", exists=True, dir_okay=False
-        ),
-    ] = None,
-    candidate: Annotated[
-        Path | None,
-        typer.Option(
-            "--candidate",
-            help="Offline: the candidate's per-example results (Parquet or CSV).",
-            exists=True,
-            dir_okay=False,
-        ),
-    ] = None,
-    baseline: Annotated[
-        Path | None,
-        typer.Option("--baseline", help="Offline: the baseline's results (paired gates).", exists=True, dir_okay=False),
-    ] = None,
-    record: Annotated[
-        bool, typer.Option("--record", help="Store the run on the version (counts for policies).")
-    ] = False,
-    commit: Annotated[str | None, typer.Option("--commit", help="Commit SHA to record with the run.")] = None,
-    eval_path: Annotated[
-        str | None,
-        typer.Option("--eval-path", help="The version's evaluation file, if not the single table under eval/."),
-    ] = None,
-    report_md: Annotated[
-        Path | None, typer.Option("--report-md", help="Write a GitHub Markdown report.", callback=writable_file)
-    ] = None,
-    report_json: Annotated[
-        Path | None, typer.Option("--report-json", help="Write the JSON report.", callback=writable_file)
-    ] = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Evaluate gates. Exit codes: 0 pass, 1 fail, 3 inconclusive (on_inconclusive: warn), 2 bad spec/data.
+@dataclass(frozen=True)
+class Evaluated:
+    """A gate evaluation, offline or on the registry, and what it was evaluated against."""
 
-    Offline: --candidate FILE (and --baseline FILE for paired gates). Registered: MODEL VERSION.
+    report: dict[str, Any]
+    extra: dict[str, Any]
+    """The registry's fields beside the report (``id`` when recorded, ``model``, ``version`` ...); {} offline."""
+    spec_text: str
+    spec_path: Path | None
+    """The local spec file; None with ``--policy``."""
 
-    Without --spec, gates.yaml (then gates.yml) in the current folder is used."""
-    spec = spec or _default_spec()
-    text = _read_spec(spec)
+
+SpecOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--spec", help="Gate spec (YAML). Default: gates.yaml (or gates.yml) here.", exists=True, dir_okay=False
+    ),
+]
+PolicyOpt = Annotated[
+    str | None,
+    typer.Option("--policy", help="Registry: evaluate against the gate policy of MODEL@ALIAS instead of a spec."),
+]
+CandidateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--candidate",
+        help="Offline: the candidate's per-example results (Parquet or CSV).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+BaselineOpt = Annotated[
+    Path | None,
+    typer.Option("--baseline", help="Offline: the baseline's results (paired gates).", exists=True, dir_okay=False),
+]
+RecordOpt = Annotated[bool, typer.Option("--record", help="Store the run on the version (counts for policies).")]
+EvalPathOpt = Annotated[
+    str | None,
+    typer.Option("--eval-path", help="The version's evaluation file, if not the single table under eval/."),
+]
+ReportMdOpt = Annotated[
+    Path | None, typer.Option("--report-md", help="Write a GitHub Markdown report.", callback=writable_file)
+]
+ReportJsonOpt = Annotated[
+    Path | None, typer.Option("--report-json", help="Write the JSON report.", callback=writable_file)
+]
+ModelArg = Annotated[str | None, typer.Argument(help="Model (evaluate a registered version).")]
+VersionArg = Annotated[int | None, typer.Argument(help="Version number.", min=1)]
+
+
+def evaluate(
+    *,
+    model: str | None,
+    version: int | None,
+    spec: Path | None,
+    policy: str | None,
+    candidate: Path | None,
+    baseline: Path | None,
+    record: bool,
+    commit: str | None,
+    eval_path: str | None,
+    url: str | None,
+    token: str | None,
+) -> Evaluated:
+    """Evaluate offline (``candidate``) or a registered version; bad arguments, specs or data end the command
+    with a message and exit 2."""
+    if policy is not None and spec is not None:
+        fail("use either --spec FILE or --policy ALIAS, not both", EXIT_USAGE)
     if candidate is not None:
-        if model or version or record:
+        if model or version or record or policy is not None:
             fail("use either --candidate (offline) or MODEL VERSION (registry), not both", EXIT_USAGE)
         import gates
 
+        spec = spec or _default_spec()
+        text = _read_spec(spec)
         candidate_table = _load_table("--candidate", candidate)
         baseline_table = _load_table("--baseline", baseline) if baseline else None
         try:
             report = gates.evaluate(gates.load_spec(text), candidate_table, baseline_table).to_dict()
         except gates.GateError as exc:
             fail(str(exc), EXIT_USAGE)
-        _finish(report, as_json=as_json, report_md=report_md, report_json=report_json)
+        return Evaluated(report=report, extra={}, spec_text=text, spec_path=spec)
     if not model or not version:
         fail("give MODEL VERSION to evaluate a registered version, or --candidate FILE to run offline", EXIT_USAGE)
+    alias = alias_option(policy, "--policy") if policy is not None else None
+    spec_path = None if alias is not None else (spec or _default_spec())
     with client(url, token) as api:
+        text = _read_spec(spec_path) if spec_path is not None else _policy_spec(api, model, str(alias))
         body = {"spec": text, "record": record, "commit_sha": commit, "eval_path": eval_path}
         result = api.json("POST", f"/api/v1/models/{api_quote(model)}/versions/{version}/gate-runs", json=body)
-    _finish(
-        result["report"],
-        as_json=as_json,
-        report_md=report_md,
-        report_json=report_json,
-        extra={k: v for k, v in result.items() if k != "report"},
+    extra = {k: v for k, v in result.items() if k != "report"}
+    return Evaluated(report=result["report"], extra=extra, spec_text=text, spec_path=spec_path)
+
+
+def _policy_spec(api: Any, model: str, alias: str) -> str:
+    for policy in api.json("GET", f"/api/v1/models/{api_quote(model)}/gate-policies"):
+        if policy["alias"] == alias:
+            return str(policy["spec"])
+    fail(f"{model}@{alias} has no gate policy (see `registry gate policy list {model}`)", EXIT_USAGE)
+
+
+@app.command("run")
+def run(
+    model: ModelArg = None,
+    version: VersionArg = None,
+    spec: SpecOpt = None,
+    policy: PolicyOpt = None,
+    candidate: CandidateOpt = None,
+    baseline: BaselineOpt = None,
+    record: RecordOpt = False,
+    commit: Annotated[str | None, typer.Option("--commit", help="Commit SHA to record with the run.")] = None,
+    eval_path: EvalPathOpt = None,
+    report_md: ReportMdOpt = None,
+    report_json: ReportJsonOpt = None,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Evaluate gates. Exit codes: 0 pass, 1 fail, 3 inconclusive (on_inconclusive: warn), 2 bad spec/data.
+
+    Offline: --candidate FILE (and --baseline FILE for paired gates). Registered: MODEL VERSION, with --spec
+    FILE or --policy ALIAS (the gate policy guarding that alias).
+
+    Without --spec or --policy, gates.yaml (then gates.yml) in the current folder is used."""
+    done = evaluate(
+        model=model,
+        version=version,
+        spec=spec,
+        policy=policy,
+        candidate=candidate,
+        baseline=baseline,
+        record=record,
+        commit=commit,
+        eval_path=eval_path,
+        url=url,
+        token=token,
     )
+    _finish(done.report, as_json=as_json, report_md=report_md, report_json=report_json, extra=done.extra)
 
 
 def _default_spec() -> Path:

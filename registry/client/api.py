@@ -80,6 +80,23 @@ def parse_ref(ref: str) -> tuple[str, str | None, int | None]:
     raise errors.InvalidInput(f"cannot read {ref!r}: use MODEL@ALIAS or MODEL/VERSION (for example fraud@production)")
 
 
+DATA_TYPES = {
+    ".parquet": "application/vnd.apache.parquet",
+    ".pq": "application/vnd.apache.parquet",
+    ".csv": "text/csv",
+    ".jsonl": "application/x-ndjson",
+    ".ndjson": "application/x-ndjson",
+}
+
+
+def data_content_type(path: Path) -> str:
+    """The content type of a data file, by its suffix (.parquet, .csv, .jsonl/.ndjson)."""
+    found = DATA_TYPES.get(path.suffix.lower())
+    if found is None:
+        raise errors.InvalidInput(f"{path}: name a .parquet, .csv or .jsonl file (the suffix gives its format)")
+    return found
+
+
 class RegistryClient(HttpClient):
     # -- experiments and runs -------------------------------------------------------------------------
     def create_experiment(self, name: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
@@ -363,6 +380,98 @@ class RegistryClient(HttpClient):
         finally:
             shutil.rmtree(staging, ignore_errors=True)  # gone already after a successful swap
         return version
+
+    # -- monitoring ---------------------------------------------------------------------------------------
+    def set_monitor_baseline(
+        self,
+        model: str,
+        version: int,
+        data: Path | None = None,
+        *,
+        artifact: str | None = None,
+        prediction: str | None = None,
+        target: str | None = None,
+        id: str | None = None,
+        timestamp: str | None = None,
+        columns: list[str] | None = None,
+        exclude: list[str] | None = None,
+        categorical: list[str] | None = None,
+        numerical: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Bind reference data (a Parquet or CSV file, or a dataset artifact ``NAME:VERSION``) to a version."""
+        lists = {"columns": columns, "exclude": exclude, "categorical": categorical, "numerical": numerical}
+        params: dict[str, Any] = {
+            k: v
+            for k, v in {"prediction": prediction, "target": target, "id": id, "timestamp": timestamp}.items()
+            if v is not None
+        } | {k: ",".join(v) for k, v in lists.items() if v}
+        path = f"/api/v1/models/{q(model)}/versions/{version}/monitor/baseline"
+        if artifact is not None:
+            return dict(self.json("PUT", path, params=params | {"artifact": artifact}))
+        if data is None:
+            raise errors.InvalidInput("give the reference data (a file) or an artifact NAME:VERSION")
+        return dict(self._send_data("PUT", path, data, params))
+
+    def monitor_baseline(self, model: str, version: int) -> dict[str, Any]:
+        return dict(self.json("GET", f"/api/v1/models/{q(model)}/versions/{version}/monitor/baseline"))
+
+    def monitor_ingest(
+        self,
+        model: str,
+        data: Path,
+        *,
+        alias: str | None = None,
+        version: int | None = None,
+        at: str | None = None,
+    ) -> dict[str, Any]:
+        """Send production rows (Parquet, CSV or JSON lines, by the file's suffix) for ``alias`` or ``version``."""
+        params = {k: v for k, v in {"alias": alias, "version": version, "at": at}.items() if v is not None}
+        return dict(self._send_data("POST", f"/api/v1/models/{q(model)}/monitor/batches", data, params))
+
+    def _send_data(self, method: str, path: str, data: Path, params: dict[str, Any]) -> Any:
+        with open(data, "rb") as handle:
+            headers = {"content-length": str(data.stat().st_size), "content-type": data_content_type(data)}
+            return self.json(method, path, params=params, content=_read_chunks(handle, None), headers=headers)
+
+    def set_monitor_spec(self, model: str, spec: str) -> dict[str, Any]:
+        return dict(self.json("PUT", f"/api/v1/models/{q(model)}/monitor", json={"spec": spec}))
+
+    def monitor_spec(self, model: str) -> dict[str, Any]:
+        return dict(self.json("GET", f"/api/v1/models/{q(model)}/monitor"))
+
+    def monitor_check(
+        self,
+        model: str,
+        *,
+        alias: str | None = None,
+        version: int | None = None,
+        window: str | None = None,
+        end: str | None = None,
+    ) -> dict[str, Any]:
+        """Run one drift check now (stored on the version); returns it."""
+        params = {k: v for k, v in {"alias": alias, "version": version, "window": window, "end": end}.items() if v}
+        return dict(self.json("POST", f"/api/v1/models/{q(model)}/monitor/checks", params=params))
+
+    def monitor_checks(
+        self, model: str, *, alias: str | None = None, version: int | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        params = {k: v for k, v in {"alias": alias, "version": version, "limit": limit}.items() if v is not None}
+        return list(self.json("GET", f"/api/v1/models/{q(model)}/monitor/checks", params=params))
+
+    def monitor_status(self, model: str) -> list[dict[str, Any]]:
+        """The newest check of each alias."""
+        return list(self.json("GET", f"/api/v1/models/{q(model)}/monitor/status"))
+
+    def monitor_labels(
+        self, model: str, data: Path, *, id: str | None = None, target: str | None = None
+    ) -> dict[str, Any]:
+        """Send labels (Parquet, CSV or JSON lines of ids and labels) for production rows sent earlier."""
+        params = {k: v for k, v in {"id": id, "target": target}.items() if v is not None}
+        return dict(self._send_data("POST", f"/api/v1/models/{q(model)}/monitor/labels", data, params))
+
+    def monitor_report_html(self, model: str, check_id: int, dest: Path) -> Path:
+        """Download a check's Evidently HTML report to ``dest`` (the server builds it on the first request)."""
+        return self._download(f"/api/v1/models/{q(model)}/monitor/checks/{check_id}/report.html", dest, expected=None)
 
     # -- tokens, events, audit ---------------------------------------------------------------------------
     def create_token(self, name: str, role: str, expires_in_days: float | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 import automations.domain  # noqa: F401  (its tables live on the same metadata)
+import monitoring.domain  # noqa: F401  (so do these)
 from registry.domain import Base
 
 config = context.config

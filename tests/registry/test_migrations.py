@@ -10,6 +10,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.engine import Connection
 
 import automations.domain  # noqa: F401  (all tables on one metadata)
+import monitoring.domain  # noqa: F401
 from registry.db import Database
 from registry.domain import Base
 from registry.domain.experiments import Experiment

@@ -1,15 +1,16 @@
-"""Automation rules, the action queue, inbound triggers, and the signed inbound gate-run hook."""
+"""Automation rules, the action queue, inbound triggers, the signed inbound gate-run hook, and GitHub's webhooks."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 import msgspec
-from litestar import Controller, Request, Router, delete, get, post
+from litestar import Controller, Request, Response, Router, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from automations import actions, rules, triggers
+from automations import actions, github_hooks, rules, triggers
 from automations.domain import AutomationJob, AutomationRule
 from registry.api.security import MAINTAINER, authenticate
 from registry.api.v1._common import Int64, check_json_text, clamp_limit, int64_or_none, iso
@@ -17,6 +18,7 @@ from registry.db import Database
 from registry.domain.auth import Role
 from registry.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from registry.services.auth import Actor, require
+from registry.settings import Settings
 
 
 class RulesIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -100,12 +102,18 @@ class AutomationsController(Controller):
     path = "/automations"
 
     @post("/rules", guards=MAINTAINER, status_code=200)
-    async def apply(self, data: RulesIn, db: Database, actor: Actor) -> list[RuleOut]:
+    async def apply(self, data: RulesIn, db: Database, actor: Actor, settings: Settings) -> list[RuleOut]:
         specs = rules.parse(data.yaml)
+        try:
+            tokens: list[str] | None = settings.github_token_names()
+        except ValueError:
+            tokens = []  # unreadable: every GitHub rule is warned about (the jobs' errors say why)
+        hooks_on = bool(settings.github_webhook_secrets)
         async with db.write() as session:
             applied = await rules.apply(session, specs=specs, actor=actor)
             return [
-                render_rule(r, await rules.warnings_for(session, spec)) for r, spec in zip(applied, specs, strict=True)
+                render_rule(r, await rules.warnings_for(session, spec, github_tokens=tokens, github_hooks_on=hooks_on))
+                for r, spec in zip(applied, specs, strict=True)
             ]
 
     @get("/rules")
@@ -207,4 +215,44 @@ async def request_gate_run(request: Request[Any, Any, Any], db: Database) -> dic
     return {"job_id": job.id, "status": job.status, "poll": f"/api/v1/automations/jobs/{job.id}"}
 
 
-hooks_router = Router(path="/api/v1/hooks", route_handlers=[request_gate_run])
+async def github_signature(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """Guard: the body is signed with the server's GitHub webhook secret (``X-Hub-Signature-256``).
+    404 while no secret is set, so a server that takes no GitHub webhooks does not seem to have the route."""
+    settings: Settings = connection.app.state.settings
+    secrets = settings.github_webhook_secrets
+    if not secrets:
+        raise NotFound(
+            "this server does not accept GitHub webhooks (set MODELKEEP_GITHUB_WEBHOOK_SECRET)", code="github_hooks_off"
+        )
+    body = await Request(connection.scope, connection.receive).body()
+    if not github_hooks.verify(secrets, body, connection.headers.get("x-hub-signature-256")):
+        raise Unauthenticated("X-Hub-Signature-256 is missing or does not match the webhook secret")
+
+
+@post("/github", guards=[github_signature], status_code=202)
+async def github_webhook(request: Request[Any, Any, Any], db: Database) -> Response[dict[str, Any]]:
+    """A webhook from GitHub (a repository's or an App's), signed with ``X-Hub-Signature-256``.
+
+    ``pull_request`` (opened, synchronize, reopened) and ``push`` record an event for each version registered
+    from the named commit, for rules to act on (202). ``ping`` and events not acted on are answered 200, so
+    GitHub shows them delivered. A delivery id seen before records nothing again and gets the first answer, with
+    ``duplicate: true`` (200). 401: signature missing or wrong; 404: this server has no webhook secret."""
+    raw = await request.body()
+    event, delivery = request.headers.get("x-github-event"), request.headers.get("x-github-delivery")
+    if not event or not delivery:
+        raise InvalidInput("a GitHub webhook carries X-GitHub-Event and X-GitHub-Delivery", field="X-GitHub-Event")
+    if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        # A webhook may be set to send its JSON as the form field `payload`; the signature covers the form.
+        raw = (parse_qs(raw.decode("utf-8", errors="replace")).get("payload") or [""])[0].encode()
+    check_json_text(raw)
+    try:
+        payload = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise InvalidInput("the payload is not JSON") from None
+    async with db.write() as session:
+        outcome = await github_hooks.receive(session, delivery=delivery, event=event, payload=payload)
+    accepted = outcome.status == "accepted" and not outcome.duplicate
+    return Response(outcome.to_dict(), status_code=202 if accepted else 200)
+
+
+hooks_router = Router(path="/api/v1/hooks", route_handlers=[request_gate_run, github_webhook])
