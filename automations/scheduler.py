@@ -19,11 +19,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import delete
 
-from automations import jobs
+from automations import jobs, retention
 from automations.domain import SchedulerSlot
 from monitoring import jobs as monitor_jobs
 from registry.db import Database
 from registry.domain.base import utcnow
+from registry.services import gc
 from registry.services._sql import upsert
 from registry.settings import Settings
 
@@ -49,6 +50,9 @@ def schedule(settings: Settings) -> tuple[Periodic, ...]:
         Periodic("hooks.forget_old_messages", 600.0, jobs.forget_hook_messages),
         # Every minute: runs the monitor specs' cron schedules (each fire time claimed once more, per model).
         Periodic("monitor.scheduled_checks", 60.0, monitor_jobs.run_scheduled_checks),
+        # Storage reclaim and retention (docs/storage.md): both idempotent, one batch of work per slot.
+        Periodic("blobs.collect_garbage", settings.gc_interval_seconds, gc.collect_garbage),
+        Periodic("events.prune", 3600.0, retention.prune_events),
     )
 
 

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     outside this process (another replica, the CLI on the database) takes effect within this time."""
     create_admin_token: bool = True
     """On start with no tokens at all, create an admin token and print it once."""
+    monitor_workers: int = Field(default=1, ge=0)
+    """Processes that read and profile monitoring data (production batches, baselines) beside each API process,
+    so that work never holds the API's GIL or more cores than this; a burst of batches queues for them. 0
+    profiles inside the API process, one batch at a time."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """For Modelkeep's own loggers. DEBUG adds, among others, every scheduled housekeeping run that had
     nothing to do."""
@@ -87,6 +91,19 @@ class Settings(BaseSettings):
     reap_interval_seconds: float = 5.0
     instance_name: str | None = None
     """Identity of this replica in claims and locks (default: host:pid)."""
+
+    # Storage reclaim and retention (docs/storage.md).
+    gc_grace_hours: float = Field(default=24.0, ge=0)
+    """Blobs nothing references are deleted once they were stored (or uploaded again) this long ago. Keep it
+    longer than any upload takes: a push's blobs are unreferenced until its version is created."""
+    gc_interval_seconds: float = Field(default=3600.0, gt=0)
+    """How often the scheduled collection (``blobs.collect_garbage``) runs; once per slot across replicas."""
+    event_retention_days: float = Field(default=90.0, ge=0)
+    """Outbox events older than this are deleted once every consumer's cursor passed them and no delivery or
+    unfinished automation job refers to them (0: keep forever)."""
+    delivery_retention_days: float = Field(default=30.0, ge=0)
+    """Finished webhook deliveries (succeeded, failed, cancelled, with their attempts) and finished automation
+    jobs older than this are deleted (0: keep forever). Pending and in-flight ones are always kept."""
 
     # GitHub: gate results back to commits (rules' github_status / github_comment), GitHub's own webhooks.
     public_url: str | None = None

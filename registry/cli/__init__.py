@@ -19,6 +19,7 @@ from registry.cli import (
     ci,
     experiments,
     gates,
+    gc,
     models,
     monitor,
     runs,
@@ -56,6 +57,7 @@ app.add_typer(experiments.app, name="experiments")
 app.command("audit")(audit.audit)
 app.command("export")(backup.export)
 app.command("import")(backup.import_archive)
+app.command("gc")(gc.gc)
 
 
 def version_text() -> str:

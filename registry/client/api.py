@@ -16,6 +16,9 @@ from registry.client._folders import check_destination, make_staging, relative_p
 from registry.client._http import HttpClient
 
 CHUNK = 1024 * 1024
+PUSH_ATTEMPTS = 3
+RECLAIMED = {"blob_missing", "blob_reclaimed"}
+"""Error codes of a version whose blobs a storage collection reclaimed during the push: upload and retry."""
 Progress = Callable[[int], None]
 """Called with the number of bytes just transferred."""
 
@@ -327,19 +330,27 @@ class RegistryClient(HttpClient):
 
         Blobs the server already has are not sent again (content addressing)."""
         files = scan_folder(folder)
-        missing = [f for f in files if not self.blob_exists(f.sha256)]
-        if on_total:
-            on_total(sum(f.size for f in missing))
-        uploaded: set[str] = set()
-        for f in missing:
-            if f.sha256 not in uploaded:
-                self.upload_blob(f.local, f.sha256, progress)
-                uploaded.add(f.sha256)
-        self.ensure_model(model)
         manifest = [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files]
-        return self.create_version(
-            model, files=manifest, run_id=run_id, description=description, source=f"push:{folder.name}"
-        )
+        for attempt in range(PUSH_ATTEMPTS):
+            missing = [f for f in files if not self.blob_exists(f.sha256)]
+            if on_total and attempt == 0:
+                on_total(sum(f.size for f in missing))
+            uploaded: set[str] = set()
+            for f in missing:
+                if f.sha256 not in uploaded:
+                    self.upload_blob(f.local, f.sha256, progress)
+                    uploaded.add(f.sha256)
+            self.ensure_model(model)
+            try:
+                return self.create_version(
+                    model, files=manifest, run_id=run_id, description=description, source=f"push:{folder.name}"
+                )
+            except (errors.InvalidInput, errors.Conflict) as exc:
+                # A storage collection reclaimed a blob this push skipped as already stored (or was uploading):
+                # upload what is missing now and try again.
+                if exc.code not in RECLAIMED or attempt == PUSH_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
 
     def pull(
         self,

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.artifacts import ARTIFACT_KINDS, ArtifactFile, ArtifactVersion, Blob, RunFile
-from registry.errors import InvalidInput, NotFound
+from registry.domain.base import utcnow
+from registry.errors import Conflict, InvalidInput, NotFound
 from registry.services import events, names, runs
 from registry.services._sql import dialect, upsert
 from registry.services.auth import Actor
@@ -55,9 +56,51 @@ async def ingest(
     return spooled.sha256, spooled.size
 
 
-async def record_blob(session: AsyncSession, *, sha256: str, size: int) -> None:
-    stmt = upsert(session, Blob).values(sha256=sha256, size=size)
-    await session.execute(stmt.on_conflict_do_nothing(index_elements=["sha256"]))
+async def record_blob(session: AsyncSession, *, sha256: str, size: int, store: BlobStore | None = None) -> None:
+    """Record that the bytes under ``sha256`` were just stored (after ``store.put``, in the transaction that
+    will reference them, if any).
+
+    Race-safety with ``registry.services.gc`` (see its docstring): the row is inserted, or its ``created_at``
+    refreshed, so a re-upload of old unreferenced content restarts its grace period and holds the row lock
+    until commit. With ``store``, the bytes are checked once this transaction holds the blob's gc lock: a
+    collection that deleted them between our ``put`` (which skipped the upload: same digest, already stored)
+    and here raises :class:`BlobReclaimed` instead of leaving a row without bytes.
+    """
+    await gc_lock(session, sha256=sha256, exclusive=False)
+    stmt = upsert(session, Blob).values(sha256=sha256, size=size, created_at=utcnow())
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["sha256"], set_={"created_at": stmt.excluded.created_at})
+    )
+    if store is not None and not await store.exists(sha256):
+        raise BlobReclaimed(f"blob {sha256} was reclaimed while it was being uploaded: upload it again")
+
+
+class BlobReclaimed(Conflict):
+    """A storage collection deleted the bytes of a blob while it was being uploaded again."""
+
+    code = "blob_reclaimed"
+
+
+async def gc_lock(session: AsyncSession, *, sha256: str, exclusive: bool) -> None:
+    """The per-digest lock between recording a blob (shared) and gc deleting its bytes (exclusive), held
+    until the transaction ends. PostgreSQL: a transaction-scoped advisory lock (a hash collision only makes
+    two digests wait for each other). SQLite: the single writer lock every write transaction already holds."""
+    if dialect(session) == "postgresql":
+        lock = func.pg_advisory_xact_lock if exclusive else func.pg_advisory_xact_lock_shared
+        await session.execute(select(lock(func.hashtext(f"blob:{sha256}"))))
+
+
+async def lock_blobs(session: AsyncSession, *, digests: Iterable[str]) -> dict[str, int]:
+    """Sizes of the stored blobs among ``digests``, each row share-locked until commit (PostgreSQL), so gc
+    (which locks a blob row ``FOR UPDATE`` before deleting it) cannot delete one this transaction is about to
+    reference. Call it before adding a reference to an existing blob."""
+    wanted = sorted(set(digests))
+    if not wanted:
+        return {}
+    query = select(Blob.sha256, Blob.size).where(Blob.sha256.in_(wanted))
+    if dialect(session) == "postgresql":
+        query = query.with_for_update(read=True)
+    return {sha: int(size) for sha, size in (await session.execute(query)).all()}
 
 
 async def get_blob(session: AsyncSession, *, sha256: str) -> Blob:
@@ -73,10 +116,13 @@ def check_digest(value: str) -> str:
     return value
 
 
-async def put_run_file(session: AsyncSession, *, run_id: str, path: str, sha256: str, size: int) -> RunFile:
-    """Point ``path`` in the run's tree at a stored blob (replacing what was there)."""
+async def put_run_file(
+    session: AsyncSession, *, run_id: str, path: str, sha256: str, size: int, store: BlobStore | None = None
+) -> RunFile:
+    """Point ``path`` in the run's tree at a stored blob (replacing what was there); ``store``: see
+    :func:`record_blob`."""
     await runs.get(session, run_id=run_id, for_write=True)
-    await record_blob(session, sha256=sha256, size=size)
+    await record_blob(session, sha256=sha256, size=size, store=store)
     stmt = upsert(session, RunFile).values(run_id=run_id, path=path, sha256=sha256, size=size)
     await session.execute(
         stmt.on_conflict_do_update(
@@ -132,10 +178,12 @@ async def check_manifest(session: AsyncSession, *, entries: list[ManifestEntry])
         seen.add(path)
         clean.append(ManifestEntry(path=path, sha256=check_digest(entry.sha256), size=entry.size))
     digests = {e.sha256 for e in clean}
-    stored = dict((await session.execute(select(Blob.sha256, Blob.size).where(Blob.sha256.in_(digests)))).all())
+    stored = await lock_blobs(session, digests=digests)  # gc may not delete them before we commit
     for entry in clean:
         if entry.sha256 not in stored:
-            raise InvalidInput(f"file {entry.path!r}: blob {entry.sha256} was not uploaded", field="files")
+            raise InvalidInput(
+                f"file {entry.path!r}: blob {entry.sha256} was not uploaded", field="files", code="blob_missing"
+            )
         if stored[entry.sha256] != entry.size:
             raise InvalidInput(
                 f"file {entry.path!r}: size {entry.size} does not match the stored blob ({stored[entry.sha256]})",

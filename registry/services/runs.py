@@ -93,7 +93,9 @@ async def create(
         names.label(name[:250], what="run name", field="name", max_length=250)
     if user:
         names.label(user, what="user", field="user", max_length=256)
-    if git and git.diff_sha256 and await session.get(Blob, git.diff_sha256) is None:
+    # FOR SHARE (PostgreSQL): gc locks a blob row FOR UPDATE before deleting it, so it waits for this commit.
+    found = select(Blob.sha256).where(Blob.sha256 == (git.diff_sha256 if git else None)).with_for_update(read=True)
+    if git and git.diff_sha256 and await session.scalar(found) is None:
         raise InvalidInput(f"git diff blob {git.diff_sha256} was not uploaded", field="git.diff_sha256")
     run = Run(
         experiment_id=experiment.id,

@@ -106,7 +106,7 @@ class ArtifactsController(Controller):
             await runs.get(session, run_id=where.run_id, for_write=True)
         digest, size = await ingest(request, store, settings)
         async with db.write() as session:
-            await artifacts.put_run_file(session, run_id=where.run_id, path=rel, sha256=digest, size=size)
+            await artifacts.put_run_file(session, run_id=where.run_id, path=rel, sha256=digest, size=size, store=store)
         return {}
 
     @get("/{path:path}")

@@ -78,7 +78,7 @@ class BlobsController(Controller):
         artifacts.check_digest(sha256)
         digest, size = await ingest(request, store, settings, expected=sha256)
         async with db.write() as session:
-            await artifacts.record_blob(session, sha256=digest, size=size)
+            await artifacts.record_blob(session, sha256=digest, size=size, store=store)
         return FileOut(path="", sha256=digest, size=size)
 
     @head("/{sha256:str}")
@@ -112,7 +112,9 @@ class RunArtifactsController(Controller):
             await runs.get(session, run_id=run_id, for_write=True)
         digest, size = await ingest(request, store, settings)
         async with db.write() as session:
-            file = await artifacts.put_run_file(session, run_id=run_id, path=clean, sha256=digest, size=size)
+            file = await artifacts.put_run_file(
+                session, run_id=run_id, path=clean, sha256=digest, size=size, store=store
+            )
             return FileOut(path=file.path, sha256=file.sha256, size=file.size)
 
     @get("/")
