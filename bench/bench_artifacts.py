@@ -150,22 +150,28 @@ def start_server(
     http: str | None = None,
     log_name: str = "server.log",
 ) -> Server:
-    """``registry serve`` on a fresh data folder and a free port, with an admin token (which also migrates
-    the database). ``http``: run ``uvicorn --http HTTP`` on the app factory instead; ``extra_env`` (e.g. a
-    ``PYTHONPATH`` naming another source tree) goes to both processes."""
+    """``registry serve`` on a fresh data folder (or the empty database ``MODELKEEP_DATABASE_URL`` in
+    ``extra_env`` names) and a free port, with an admin token. ``http``: run ``uvicorn --http HTTP`` on the app
+    factory instead; ``extra_env`` (e.g. a ``PYTHONPATH`` naming another source tree) goes to every process."""
     data_dir.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELKEEP_")}
     env.update({"MODELKEEP_DATA_DIR": str(data_dir), "MODELKEEP_CREATE_ADMIN_TOKEN": "false", **(extra_env or {})})
-    made = subprocess.run(
-        [sys.executable, "-m", "registry", "token", "create", "bench", "--role", "admin", "--json"],
-        env=env,
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if made.returncode != 0:
-        raise RuntimeError(f"could not create a token:\n{made.stdout}\n{made.stderr}")
+    # Migrate first: `registry token create` on a database refuses one that does not exist or has no schema
+    # (unless --init, which older trees compared by bench_upload_ab.py do not know); `db upgrade` works in both.
+    for command, what in (
+        (["db", "upgrade"], "migrate the database"),
+        (["token", "create", "bench", "--role", "admin", "--json"], "create a token"),
+    ):
+        made = subprocess.run(
+            [sys.executable, "-m", "registry", *command],
+            env=env,
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if made.returncode != 0:
+            raise RuntimeError(f"could not {what}:\n{made.stdout}\n{made.stderr}")
     token = json.loads(made.stdout)["token"]
     port = free_port()
     log = workdir / log_name
@@ -252,13 +258,37 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-class RssSampler:
-    """Samples the RSS of a process tree every ``interval`` seconds from a background thread."""
+def tree_pss(pid: int) -> int:
+    """PSS of ``pid`` plus its descendants: each page shared by n of them counts 1/n in each, so shared
+    libraries and the pages forked workers share with their fork server are counted once, unlike RSS sums."""
+    total = 0
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                total += int(line.split()[1]) * 1024
+                break
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            total += tree_pss(int(child))
+        except (OSError, ValueError):
+            pass
+    return total
 
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
+
+class RssSampler:
+    """Samples the RSS of a process tree every ``interval`` seconds from a background thread (with ``pss``,
+    its PSS too: :func:`tree_pss`)."""
+
+    def __init__(self, pid: int, interval: float = 0.02, *, pss: bool = False) -> None:
         self.pid = pid
         self.interval = interval
+        self.pss = pss
         self.samples: list[int] = []
+        self.pss_samples: list[int] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -266,6 +296,8 @@ class RssSampler:
         while not self._stop.is_set():
             try:
                 self.samples.append(tree_rss(self.pid))
+                if self.pss:
+                    self.pss_samples.append(tree_pss(self.pid))
             except OSError:
                 return
             self._stop.wait(self.interval)
@@ -281,6 +313,10 @@ class RssSampler:
     @property
     def peak(self) -> int:
         return max(self.samples, default=0)
+
+    @property
+    def peak_pss(self) -> int:
+        return max(self.pss_samples, default=0)
 
 
 # --------------------------------------------------------------------------------------------- transfers

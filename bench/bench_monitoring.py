@@ -19,8 +19,11 @@ One run, side by side:
     ``--read-seconds`` (one keep-alive connection, in this process).
   - *Reads while ingesting*: the same reads while a separate process POSTs the batches to
     ``/monitor/batches?alias=production`` back to back over ``--senders`` connections, round after round,
-    for at least ``--read-seconds`` and at least one full round. The server's RSS is sampled every 20 ms
-    (and its kernel peak mark, VmHWM, reset just before, is read after).
+    for at least ``--read-seconds`` and at least one full round. The RSS and PSS of the server and its
+    profiling workers (``MODELKEEP_MONITOR_WORKERS``; ``--monitor-workers``) are sampled every 20 ms and
+    summed; the server's own kernel peak mark, VmHWM, reset just before, is read after. PSS counts a page
+    shared by n processes (libraries, what workers share with their fork server) 1/n in each, so its sum is
+    the memory the tree really holds; an RSS sum counts shared pages once per process.
   - *Check over 24 buckets*: ``POST /monitor/checks?alias=production&window=24h&end=...`` ``--checks`` times
     after a warm-up, median and p99 (each check is stored, as a scheduled one would be).
 
@@ -61,6 +64,7 @@ from bench_artifacts import (
     reset_hwm,
     start_server,
     stop_server,
+    tree_rss,
 )
 
 NUMERIC = [f"num_{i}" for i in range(20)]
@@ -404,16 +408,23 @@ class ApiResult:
     rss_start: int = 0
     rss_after_baseline: int = 0
     hwm_baseline: int | None = None
+    tree_peak_baseline: int = 0
+    tree_pss_peak_baseline: int = 0
+    tree_after_baseline: int = 0
+    tree_hwm_baseline: int | None = None
     rss_before_ingest: int = 0
     rss_peak_ingest: int = 0
+    pss_peak_ingest: int = 0
     hwm_ingest: int | None = None
     rss_after_ingest: int = 0
+    tree_after_ingest: int = 0
     idle: Reads = field(default_factory=Reads)
     busy: Reads = field(default_factory=Reads)
     ingest: dict[str, Any] = field(default_factory=dict)
     paced: dict[str, Any] | None = None
     paced_reads: Reads = field(default_factory=Reads)
     rss_peak_paced: int = 0
+    pss_peak_paced: int = 0
     checks: list[float] = field(default_factory=list)
     check_rows: int = 0
     check_buckets: int = 0
@@ -427,7 +438,8 @@ def ingest_while_reading(
     """Ingest from a separate process (full speed over ``args.senders`` connections, or ``paced`` batches/s over
     one) while this process reads; returns the ingestion's stats, the reads, the RSS samples and VmHWM."""
     hwm_reset = reset_hwm(server.pid)
-    cpu0, wall0 = proc_cpu(server.pid), time.perf_counter()
+    tree_reset = reset_tree_hwm(server.pid)
+    cpu0, tree0, wall0 = proc_cpu(server.pid), tree_cpu(server.pid), time.perf_counter()
     ingest = subprocess.Popen(
         [sys.executable, __file__, "--worker", "ingest", server.url, server.token, name, str(manifest),
          str(1 if paced else args.senders), str(args.read_seconds), str(paced)],
@@ -436,15 +448,69 @@ def ingest_while_reading(
         text=True,
     )  # fmt: skip
     read_path = f"/api/v1/models/{name}/versions/1"
-    with RssSampler(server.pid) as sampler:
+    with RssSampler(server.pid, pss=True) as sampler:
         reads = paced_reads(client, read_path, args.read_rate, lambda: ingest.poll() is not None)
     out, err = ingest.communicate()
     if ingest.returncode != 0:
         raise RuntimeError(f"ingestion failed:\n{out[-2000:]}\n{err[-4000:]}")
     hwm = proc_status(server.pid).get("VmHWM") if hwm_reset else None
     stats = dict(json.loads(out.strip().splitlines()[-1]))
-    stats["server_cores"] = (proc_cpu(server.pid) - cpu0) / (time.perf_counter() - wall0)
+    wall = time.perf_counter() - wall0
+    stats["server_cores"] = (proc_cpu(server.pid) - cpu0) / wall
+    stats["tree_cores"] = (tree_cpu(server.pid) - tree0) / wall
+    stats["tree_hwm"] = tree_hwm(server.pid) if tree_reset else None
     return stats, reads, sampler, hwm
+
+
+def tree_pids(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                found += tree_pids(int(child))
+            except (OSError, ValueError):
+                pass
+    return found
+
+
+def reset_tree_hwm(pid: int) -> bool:
+    """Reset VmHWM of ``pid`` and its descendants (processes started later begin with their own)."""
+    return all([reset_hwm(p) for p in tree_pids(pid)])
+
+
+def tree_hwm(pid: int) -> int:
+    """The sum of each process's peak RSS (VmHWM) in the tree: a bound on the tree's peak, reached if every
+    process peaked at once (sampling every 20 ms can miss a worker's short peak)."""
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            total += proc_status(p).get("VmHWM", 0)
+        except OSError:
+            pass
+    return total
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its descendants: their own while they live, and through the reaping parent's
+    ``cutime``/``cstime`` once they exited (profiling workers are replaced every few dozen tasks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    total = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                total += tree_cpu(int(child))
+            except (OSError, ValueError):
+                pass
+    return total
 
 
 def restart(server: Server, work: Path, extra_env: dict[str, str]) -> Server:
@@ -479,18 +545,26 @@ def bench_api(reference: Path, current: Any, work: Path, args: argparse.Namespac
     (same database and blobs), so what the ingestion costs in memory is not mixed with what profiling a
     1M-row reference left behind (reported on its own)."""
     result = ApiResult()
-    env = migrated_database(args.database_url, work)
+    env = {"MODELKEEP_DATABASE_URL": args.database_url} if args.database_url else {}
+    if args.monitor_workers is not None:
+        env["MODELKEEP_MONITOR_WORKERS"] = str(args.monitor_workers)
     first_hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS)
     manifest = write_batches(current, work / "batches", first_hour)
 
     first = start_server(work / "data", work, extra_env=env)
     try:
         result.rss_start = proc_status(first.pid)["VmRSS"]
-        hwm_reset = reset_hwm(first.pid)
-        with httpx.Client(base_url=first.url, headers={"authorization": f"Bearer {first.token}"}, timeout=600) as c:
+        hwm_reset, tree_reset = reset_hwm(first.pid), reset_tree_hwm(first.pid)
+        with (
+            httpx.Client(base_url=first.url, headers={"authorization": f"Bearer {first.token}"}, timeout=600) as c,
+            RssSampler(first.pid, pss=True) as sampler,
+        ):
             name, result.baseline_s, result.baseline_rows = set_up_model(c, reference)
         result.rss_after_baseline = proc_status(first.pid)["VmRSS"]
         result.hwm_baseline = proc_status(first.pid).get("VmHWM") if hwm_reset else None
+        result.tree_peak_baseline, result.tree_pss_peak_baseline = sampler.peak, sampler.peak_pss
+        result.tree_after_baseline = tree_rss(first.pid)
+        result.tree_hwm_baseline = tree_hwm(first.pid) if tree_reset else None
     finally:
         stop_server(first)
 
@@ -512,14 +586,15 @@ def bench_api(reference: Path, current: Any, work: Path, args: argparse.Namespac
                 result.paced, result.paced_reads, sampler, hwm = ingest_while_reading(
                     server, c, name=name, manifest=manifest, args=args, paced=args.paced_rate
                 )
-                result.rss_peak_paced = max(sampler.peak, hwm or 0)
+                result.rss_peak_paced, result.pss_peak_paced = max(sampler.peak, hwm or 0), sampler.peak_pss
 
             print("reads while ingesting at full speed", flush=True)
             result.ingest, result.busy, sampler, result.hwm_ingest = ingest_while_reading(
                 server, c, name=name, manifest=manifest, args=args, paced=0.0
             )
-            result.rss_peak_ingest = sampler.peak
+            result.rss_peak_ingest, result.pss_peak_ingest = sampler.peak, sampler.peak_pss
             result.rss_after_ingest = proc_status(server.pid)["VmRSS"]
+            result.tree_after_ingest = tree_rss(server.pid)
 
             print(f"checks over {HOURS} hourly buckets ({args.checks} + 3 warm-up)", flush=True)
             end = (first_hour + timedelta(hours=HOURS)).isoformat()
@@ -598,25 +673,31 @@ def render(meta: dict[str, str], ours: dict[str, Any], evidently: dict[str, Any]
             else ""
         ),
         "",
-        f"**Through the API** (`registry serve`, one worker, {meta['database']}; baseline of {api.baseline_rows:,} "
+        f"**Through the API** (`registry serve`, one worker, {meta['database']}, `MODELKEEP_MONITOR_WORKERS` "
+        f"{meta['workers']}; baseline of {api.baseline_rows:,} "
         f"rows set in {api.baseline_s:.1f} s by a first server process, everything below on a second one):",
         "",
         "| measurement | value |",
         "|---|---:|",
         f"| ingestion at full speed: {api.ingest['requests']} batches of ~{rows // (HOURS * BATCHES_PER_HOUR):,} "
         f"rows, {meta['senders']} senders, {api.ingest['seconds']:.1f} s, server at {api.ingest['server_cores']:.2f} "
-        "cores | "
+        f"cores (with its workers {api.ingest['tree_cores']:.2f}) | "
         f"{api.ingest['rows'] / api.ingest['seconds']:,.0f} rows/s |",
         f"| &nbsp;&nbsp;the first {rows:,} rows (48 batches over 24 hours) | {api.ingest['first_round_s']:.1f} s |",
         f"| &nbsp;&nbsp;batch latency p50 / p99 | {ms(api.ingest['batch_p50_s'])} / "
         f"{ms(api.ingest['batch_p99_s'])} ms |",
         f"| check over {api.check_buckets} hourly buckets ({api.check_rows:,} rows): median / p99 of "
         f"{len(api.checks)} | {ms(statistics.median(api.checks))} / {ms(percentile(api.checks, 0.99))} ms |",
-        f"| server RSS, first process: start / after the baseline / VmHWM during it | {mb(api.rss_start)} / "
-        f"{mb(api.rss_after_baseline)} / {mb(api.hwm_baseline)} |",
-        f"| server RSS, second process: before ingesting / peak sampled at full speed / VmHWM / after | "
-        f"{mb(api.rss_before_ingest)} / {mb(api.rss_peak_ingest)} / {mb(api.hwm_ingest)} / "
-        f"{mb(api.rss_after_ingest)} |",
+        f"| first server process alone: RSS at start / after the baseline / VmHWM during it | "
+        f"{mb(api.rss_start)} / {mb(api.rss_after_baseline)} / {mb(api.hwm_baseline)} |",
+        f"| &nbsp;&nbsp;with its profiling workers during the baseline: sum of VmHWM / peak RSS sum / peak PSS sum "
+        f"(sampled) / RSS sum after | {mb(api.tree_hwm_baseline)} / {mb(api.tree_peak_baseline)} / "
+        f"{mb(api.tree_pss_peak_baseline)} / {mb(api.tree_after_baseline)} |",
+        f"| second server process: RSS before ingesting / VmHWM while ingesting at full speed / RSS after | "
+        f"{mb(api.rss_before_ingest)} / {mb(api.hwm_ingest)} / {mb(api.rss_after_ingest)} |",
+        f"| &nbsp;&nbsp;with its profiling workers at full speed: sum of VmHWM / peak RSS sum / peak PSS sum (sampled) "
+        f"/ RSS sum after | {mb(api.ingest.get('tree_hwm'))} / {mb(api.rss_peak_ingest)} / {mb(api.pss_peak_ingest)} "
+        f"/ {mb(api.tree_after_ingest)} |",
         f"| `GET .../versions/1` idle: p50 / p99 ({len(api.idle.latencies)} reads) | {ms(api.idle.p50)} / "
         f"{ms(api.idle.p99)} ms |",
     ]
@@ -624,7 +705,9 @@ def render(meta: dict[str, str], ours: dict[str, Any], evidently: dict[str, Any]
         rate = api.paced["rows"] / api.paced["seconds"]
         lines += [
             f"| `GET` while ingesting {rate:,.0f} rows/s ({api.paced['requests']} batches, server at "
-            f"{api.paced['server_cores']:.2f} cores, RSS peak {mb(api.rss_peak_paced)}): p50 / p99 "
+            f"{api.paced['server_cores']:.2f} cores, with its workers {api.paced['tree_cores']:.2f}, RSS / PSS peak "
+            f"{mb(api.rss_peak_paced)} / "
+            f"{mb(api.pss_peak_paced)}): p50 / p99 "
             f"({len(api.paced_reads.latencies)} reads) | "
             f"{ms(api.paced_reads.p50)} / {ms(api.paced_reads.p99)} ms |",
             f"| &nbsp;&nbsp;read p99 vs idle | {api.paced_reads.p99 / api.idle.p99 - 1:+.0%} |",
@@ -639,19 +722,6 @@ def render(meta: dict[str, str], ours: dict[str, Any], evidently: dict[str, Any]
     if errors or batch_errors:
         lines.append(f"\nErrors: {errors} reads, {batch_errors} batches.")
     return "\n".join(lines) + "\n"
-
-
-def migrated_database(url: str | None, work: Path) -> dict[str, str]:
-    """The server's database (a SQLite file in the work folder unless ``url``), migrated before ``start_server``
-    creates its token there: ``registry token create`` on a database directly no longer creates one."""
-    url = url or f"sqlite:///{work / 'registry.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELKEEP_")} | {"MODELKEEP_DATABASE_URL": url}
-    done = subprocess.run(
-        [sys.executable, "-m", "registry", "db", "upgrade"], env=env, cwd=work, capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"could not migrate {url}:\n{done.stdout}\n{done.stderr}")
-    return {"MODELKEEP_DATABASE_URL": url}
 
 
 def versions() -> str:
@@ -693,6 +763,12 @@ def main(argv: list[str] | None = None) -> int:
         "--paced-rate", type=float, default=1.0, help="batches/s of the paced ingestion phase (0 skips it)"
     )
     parser.add_argument("--database-url", default=None, help="an empty database for the server (default: SQLite)")
+    parser.add_argument(
+        "--monitor-workers",
+        type=int,
+        default=None,
+        help="MODELKEEP_MONITOR_WORKERS of the servers (default: the server's own default; 0 profiles in-process)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="parent of the work folder (default: temp)")
     parser.add_argument("--markdown-out", type=Path, default=None, help="also write the Markdown report here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (data, server log, database)")
@@ -708,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(),
         "senders": str(args.senders),
         "database": "PostgreSQL" if (args.database_url or "").startswith("postgres") else "SQLite",
+        "workers": "the default" if args.monitor_workers is None else str(args.monitor_workers),
     }
     print(f"work folder {work} (load {meta['load_start']})", flush=True)
     try:

@@ -2,7 +2,8 @@
 
 A baseline is set once per version (production profiles are conformed to its schema), from an uploaded
 Parquet or CSV file, from a dataset artifact version, or, for a version without one, from the dataset its
-run consumed (lineage). The reference's bytes are kept in the blob store under their sha256.
+run consumed (lineage). The reference's bytes are kept in the blob store under their sha256. Reading and
+profiling a reference (:func:`profile_reference`) run in a profiling worker (:mod:`monitoring.workers`).
 """
 
 from __future__ import annotations
@@ -12,12 +13,12 @@ import json
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-import anyio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from monitoring import workers
 from monitoring.domain import MonitorBaseline
 from monitoring.service import DATA_SUFFIXES, get_version, profile_error, read_file
 from registry.db import Database
@@ -52,6 +53,70 @@ class BaselineOptions:
     def digest(self) -> str:
         fields = {name: getattr(self, name) for name in self.__slots__}
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ProfiledReference:
+    """A reference as a worker returns it: its schema, its serialised profile, and the options it was read by
+    (those given, or for lineage those :func:`lineage_options` chose)."""
+
+    schema: dict[str, Any]
+    profile: bytes
+    rows: int
+    options: BaselineOptions
+
+
+def profile_reference(path: str, fmt: str, options: BaselineOptions | None, empty: str) -> ProfiledReference:
+    """Read a reference file, choose its schema and profile it. Runs in a profiling worker
+    (:mod:`monitoring.workers`). ``options`` None: read by :func:`lineage_options`. InvalidInput for an empty
+    (``empty`` says what) or unreadable file, and naming the column for a bad one.
+
+    A Parquet reference is read one column at a time (:class:`_ParquetColumns`): choosing a column's kind and
+    profiling it look at that column alone, so the result is the same as from the whole table, and the
+    worker holds one column instead of the reference (a 1M x 25 reference read whole peaked at 550 MB)."""
+    import pyarrow as pa
+
+    table = _ParquetColumns.open(Path(path)) if fmt == "parquet" else None
+    if table is None:  # CSV, or not readable as Parquet: read_file reads it whole, or says why it cannot
+        table = read_file(Path(path), fmt)
+    if table.num_rows == 0:
+        raise InvalidInput(empty, code="empty_batch")
+    options = options or lineage_options(table)
+    try:
+        schema, profile = _build_baseline(table, options)
+    except (pa.ArrowException, OSError) as exc:  # a damaged column, met while reading it
+        raise InvalidInput(f"cannot read the data as Parquet: {exc}", code="unreadable_data") from None
+    return ProfiledReference(schema=schema.to_json(), profile=profile.to_bytes(), rows=profile.rows, options=options)
+
+
+class _ParquetColumns:
+    """A Parquet file as the part of a table that :func:`infer_schema` and :func:`profile_table` use (names,
+    row count, schema, one column at a time), each column read when asked for and dropped after."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.schema = file.schema_arrow
+        self.column_names: list[str] = list(self.schema.names)
+        self.num_rows = int(file.metadata.num_rows)
+
+    @classmethod
+    def open(cls, path: Path) -> pa.Table | None:
+        """The file's columns, typed as the table they stand for; None if it cannot be opened as Parquet, or
+        has names a column selection cannot tell apart (duplicates, dotted names of nested fields)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            file = pq.ParquetFile(path)
+        except (pa.ArrowException, OSError):
+            return None
+        names = file.schema_arrow.names
+        if len(set(names)) != len(names) or any("." in name for name in names):
+            return None
+        return cast("pa.Table", cls(file))
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        return self.file.read(columns=[name], use_threads=False).column(0)
 
 
 def _build_baseline(table: pa.Table, options: BaselineOptions) -> tuple[Schema, TableProfile]:
@@ -106,15 +171,13 @@ async def _store_baseline(
     *,
     model_name: str,
     version: int,
-    table: pa.Table,
+    made: ProfiledReference,
     digest: str,
     blob: Path | None,
-    options: BaselineOptions,
     source: str,
     actor: Actor,
 ) -> MonitorBaseline:
-    schema, profile = await anyio.to_thread.run_sync(_build_baseline, table, options)
-    payload = await anyio.to_thread.run_sync(profile.to_bytes)
+    options = made.options
     size = blob.stat().st_size if blob is not None else 0
     if blob is not None:
         await store.put(digest, blob)  # before the row: a crash leaves an unreferenced object, never a dangling row
@@ -128,9 +191,9 @@ async def _store_baseline(
             await artifacts.record_blob(session, sha256=digest, size=size)
         baseline = MonitorBaseline(
             model_version_id=found.id,
-            schema=schema.to_json(),
-            profile=payload,
-            rows=profile.rows,
+            schema=made.schema,
+            profile=made.profile,
+            rows=made.rows,
             digest=digest,
             options_digest=options.digest(),
             source=source,
@@ -138,7 +201,7 @@ async def _store_baseline(
         )
         session.add(baseline)
         await session.flush()
-        data = {"model": model.name, "version": version, "rows": profile.rows, "digest": digest, "source": source}
+        data = {"model": model.name, "version": version, "rows": made.rows, "digest": digest, "source": source}
         await audit.log(
             session, action="monitor.baseline_set", actor=actor.name, target=f"{model.name}/{version}", details=data
         )
@@ -174,18 +237,15 @@ async def set_baseline(
             return _same_or_conflict(
                 existing, model=model.name, version=version, digest=spooled.sha256, options=options
             )
-        table = await anyio.to_thread.run_sync(read_file, spooled.path, fmt)
-        if table.num_rows == 0:
-            raise InvalidInput("the reference has no rows", code="empty_batch")
+        made = await workers.run(profile_reference, str(spooled.path), fmt, options, "the reference has no rows")
         return await _store_baseline(
             db,
             store,
             model_name=model_name,
             version=version,
-            table=table,
+            made=made,
             digest=spooled.sha256,
             blob=spooled.path,
-            options=options,
             source="upload",
             actor=actor,
         )
@@ -248,15 +308,12 @@ async def _baseline_from_blob(
     """``options`` None: read by :func:`lineage_options`."""
     spooled = await spool(store.stream(sha256), tmp_dir=tmp_dir, max_bytes=2**62, direct=False)
     try:
-        table = await anyio.to_thread.run_sync(read_file, spooled.path, fmt)
+        made = await workers.run(profile_reference, str(spooled.path), fmt, options, f"{source} has no rows")
     finally:
         spooled.discard()
-    if table.num_rows == 0:
-        raise InvalidInput(f"{source} has no rows", code="empty_batch")
-    options = options or lineage_options(table)
     return await _store_baseline(
-        db, store, model_name=model_name, version=version, table=table, digest=sha256, blob=None,
-        options=options, source=source, actor=actor,
+        db, store, model_name=model_name, version=version, made=made, digest=sha256, blob=None, source=source,
+        actor=actor,
     )  # fmt: skip
 
 

@@ -1,12 +1,13 @@
 """Production batches in: conformed to the version's baseline schema, profiled per UTC hour, merged.
 
 Rows are tied to the version that served them (an alias is resolved when they arrive) and kept as mergeable
-profiles, one per version and hour; batches from any replica merge into the same bucket.
+profiles, one per version and hour; batches from any replica merge into the same bucket. Reading, conforming
+and profiling a batch (:func:`profile_batch`) run in a profiling worker (:mod:`monitoring.workers`); the
+merge into the stored buckets runs here, in one short transaction.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
 import tempfile
@@ -20,9 +21,9 @@ import anyio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from monitoring import baselines, labels
+from monitoring import baselines, labels, workers
 from monitoring.domain import MonitorBucket
-from monitoring.service import MAX_FUTURE, profile_error, receive, resolve
+from monitoring.service import MAX_BATCH_BYTES, MAX_FUTURE, profile_error, read_file, resolve
 from registry.db import Database
 from registry.domain.auth import Role
 from registry.domain.base import utcnow
@@ -31,11 +32,12 @@ from registry.services import artifacts
 from registry.services._sql import upsert
 from registry.services.auth import Actor, require
 from registry.storage import BlobStore
+from registry.storage.spool import spool
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from monitoring.profile import Schema, TableProfile
+    from monitoring.profile import Schema
 
 SAMPLE_ROWS = 1000
 """Rows kept per bucket (a uniform reservoir sample) for the reports that need rows."""
@@ -93,23 +95,42 @@ def _event_times(table: pa.Table, schema: Schema, default: datetime, now: dateti
 
 @dataclass(frozen=True, slots=True)
 class Part:
-    """The rows of one batch in one bucket: their profile and a bounded sample of them."""
+    """The rows of one batch in one bucket, as a worker returns them: their profile and a bounded sample."""
 
     start: datetime
-    profile: TableProfile
-    sample: pa.Table
+    rows: int
+    profile: bytes
+    """A serialised :class:`monitoring.profile.TableProfile`."""
+    sample: bytes | None
+    """A uniform sample of at most SAMPLE_ROWS of the rows, as Parquet (None: not asked for)."""
 
 
-def _profile_batch(
-    table: pa.Table, schema_json: dict[str, Any], default: datetime, now: datetime, seed: int
-) -> tuple[list[Part], list[dict[str, Any]]]:
-    """Conform the batch to the baseline's schema and profile it per hourly bucket (oldest first); with the
-    rows to keep for late labels (see :func:`labels.row_ids`)."""
+@dataclass(frozen=True, slots=True)
+class ProfiledBatch:
+    rows: int
+    parts: list[Part]
+    """One per hourly bucket the batch has rows in, oldest first."""
+    kept: list[dict[str, Any]]
+    """The rows to keep for late labels (see :func:`labels.row_ids`)."""
+
+
+def profile_batch(
+    path: str, fmt: str, schema_json: dict[str, Any], default: datetime, now: datetime, seed: int, samples: bool
+) -> ProfiledBatch:
+    """Read a spooled batch, conform it to the baseline's schema and profile it per hourly bucket. Runs in a
+    profiling worker (:mod:`monitoring.workers`): a file path and small parameters in, bytes out.
+
+    InvalidInput for an empty or unreadable body, a schema mismatch (naming the column) and times too far
+    ahead (naming the row)."""
     import numpy as np
+    import pyarrow.parquet as pq
 
     from monitoring.labels import row_ids
     from monitoring.profile import ProfileError, Schema, conform, profile_table, reservoir
 
+    table = read_file(Path(path), fmt)
+    if table.num_rows == 0:
+        raise InvalidInput("the batch has no rows", code="empty_batch")
     schema = Schema.from_json(schema_json)
     stamps = _event_times(table, schema, default, now)
     try:
@@ -122,6 +143,7 @@ def _profile_batch(
     order = np.argsort(keys, kind="stable")
     keys = keys[order]
     ordered = conformed.take(order) if not np.all(order[:-1] < order[1:]) else conformed
+    del conformed
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     ends = np.r_[starts[1:], len(keys)]
     parts = []
@@ -129,16 +151,22 @@ def _profile_batch(
         bucket = datetime.fromtimestamp(int(keys[start]) * 3600, UTC)
         rows = ordered.slice(int(start), int(end - start))
         try:
-            parts.append(Part(bucket, profile_table(rows, schema), reservoir(rows, SAMPLE_ROWS, seed)))
+            profile = profile_table(rows, schema)
         except ProfileError as exc:
             raise profile_error(exc, "the batch does not match the baseline") from None
-    return parts, kept
+        sample = None
+        if samples:
+            sink = io.BytesIO()
+            pq.write_table(reservoir(rows, SAMPLE_ROWS, seed), sink)
+            sample = sink.getvalue()
+        parts.append(Part(bucket, profile.rows, profile.to_bytes(), sample))
+    return ProfiledBatch(rows=table.num_rows, parts=parts, kept=kept)
 
 
 async def merge_bucket(
-    session: AsyncSession, *, version_id: int, start: datetime, profile: TableProfile, sample: Sample | None = None
+    session: AsyncSession, *, version_id: int, start: datetime, rows: int, profile: bytes, sample: Sample | None = None
 ) -> None:
-    """Merge one profile into the version's bucket at ``start``.
+    """Merge one profile (``rows`` rows, serialised) into the version's bucket at ``start``.
 
     Safe with concurrent writers on every replica: the insert either creates the row or, on PostgreSQL, waits
     for a concurrent insert of the same bucket to commit and then does nothing; the row is then read under
@@ -153,15 +181,14 @@ async def merge_bucket(
     if sample is not None:
         await artifacts.record_blob(session, sha256=sample.digest, size=sample.size)
 
-    payload = await anyio.to_thread.run_sync(profile.to_bytes)
     now = utcnow()
     inserted = await session.execute(
         upsert(session, MonitorBucket)
         .values(
             model_version_id=version_id,
             bucket_start=start,
-            rows=profile.rows,
-            profile=payload,
+            rows=rows,
+            profile=profile,
             sample_digest=sample.digest if sample is not None else None,
             batches=1,
             created_at=now,
@@ -181,7 +208,7 @@ async def merge_bucket(
     stored = row.profile
 
     def merge() -> tuple[int, bytes]:
-        merged = TableProfile.from_bytes(stored).merge(profile)
+        merged = TableProfile.from_bytes(stored).merge(TableProfile.from_bytes(profile))
         return merged.rows, merged.to_bytes()
 
     row.rows, row.profile = await anyio.to_thread.run_sync(merge)
@@ -220,24 +247,35 @@ async def ingest(
     baseline = await baselines.baseline_or_lineage(
         db, store, model_name=model.name, version=found.version, tmp_dir=tmp_dir
     )
-    table, digest = await receive(chunks, fmt=fmt, tmp_dir=tmp_dir, max_bytes=max_bytes)
-    seed = int(digest[:8], 16)
-    parts, rows = await anyio.to_thread.run_sync(_profile_batch, table, baseline.schema, at or now, now, seed)
+    # The body goes to a file and the profiling worker reads it from there: only its path crosses processes.
+    spooled = await spool(chunks, tmp_dir=tmp_dir, max_bytes=min(max_bytes, MAX_BATCH_BYTES), direct=False)
+    try:
+        seed = int(spooled.sha256[:8], 16)
+        batch = await workers.run(
+            profile_batch, str(spooled.path), fmt, baseline.schema, at or now, now, seed, store is not None
+        )
+    finally:
+        # In a thread: closing the last descriptor of the unlinked file frees its pages, a millisecond per few MB
+        # that reads would otherwise wait for on the event loop.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(spooled.discard)
+    parts = batch.parts
     samples = await _samples(db, store, version_id=found.id, parts=parts, seed=seed, tmp_dir=tmp_dir) if store else {}
     async with db.write() as session:
         # Buckets are merged in time order: two batches spanning the same hours lock their rows in the same
         # order on PostgreSQL, so they queue behind each other instead of deadlocking.
         for part in parts:
             await merge_bucket(
-                session, version_id=found.id, start=part.start, profile=part.profile, sample=samples.get(part.start)
-            )
-        await labels.keep_rows(session, version_id=found.id, rows=rows)
+                session, version_id=found.id, start=part.start, rows=part.rows, profile=part.profile,
+                sample=samples.get(part.start),
+            )  # fmt: skip
+        await labels.keep_rows(session, version_id=found.id, rows=batch.kept)
     return Ingested(
         model=model.name,
         version=found.version,
         alias=alias,
-        rows=table.num_rows,
-        buckets=[(part.start, part.profile.rows) for part in parts],
+        rows=batch.rows,
+        buckets=[(part.start, part.rows) for part in parts],
     )
 
 
@@ -263,10 +301,6 @@ async def _samples(
 ) -> dict[datetime, Sample]:
     """Each bucket's next sample: the batch's sample merged with the bucket's, as a uniform sample of at most
     SAMPLE_ROWS rows of all the bucket's rows. Written to the blob store before the rows point at it."""
-    import pyarrow.parquet as pq
-
-    from monitoring.profile import merge_reservoirs
-
     async with db.read() as session:
         stored = {
             b.bucket_start: (b.sample_digest, b.rows)
@@ -277,17 +311,24 @@ async def _samples(
                 )
             )
         }
+    samples: dict[datetime, bytes] = {}
+    merging: list[tuple[datetime, bytes, int, bytes, int]] = []
+    for part in parts:
+        assert part.sample is not None  # asked for, since there is a store
+        before, rows = stored.get(part.start, (None, 0))
+        if before is None:
+            samples[part.start] = part.sample
+        else:
+            old = b"".join([chunk async for chunk in store.stream(before)])
+            merging.append((part.start, old, rows, part.sample, part.rows))
+    if merging:  # Parquet in and out, so in a worker too (a few kilobytes each way)
+        merged = await workers.run(merge_samples, [m[1:] for m in merging], seed)
+        samples.update(zip([m[0] for m in merging], merged, strict=True))
     made: dict[datetime, Sample] = {}
     tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     for part in parts:
-        before, rows = stored.get(part.start, (None, 0))
-        sample = part.sample
-        if before is not None:
-            old = await read_sample(store, before)
-            sample = merge_reservoirs(old, rows, sample, part.profile.rows, SAMPLE_ROWS, seed)
-        sink = io.BytesIO()
-        await anyio.to_thread.run_sync(functools.partial(pq.write_table, sample, sink))
-        data = sink.getvalue()
+        before, _ = stored.get(part.start, (None, 0))
+        data = samples[part.start]
         digest = hashlib.sha256(data).hexdigest()
         with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="sample-", delete=False) as handle:
             handle.write(data)
@@ -296,6 +337,24 @@ async def _samples(
         finally:
             Path(handle.name).unlink(missing_ok=True)
         made[part.start] = Sample(digest=digest, size=len(data), merged_with=before)
+    return made
+
+
+def merge_samples(pairs: list[tuple[bytes, int, bytes, int]], seed: int) -> list[bytes]:
+    """Buckets' stored samples merged with a batch's: ``(stored, its rows, the batch's, its rows)`` in, Parquet
+    each; Parquet out. Runs in a profiling worker."""
+    import pyarrow.parquet as pq
+
+    from monitoring.profile import merge_reservoirs
+
+    made = []
+    for old, old_rows, new, new_rows in pairs:
+        merged = merge_reservoirs(
+            pq.read_table(io.BytesIO(old)), old_rows, pq.read_table(io.BytesIO(new)), new_rows, SAMPLE_ROWS, seed
+        )
+        sink = io.BytesIO()
+        pq.write_table(merged, sink)
+        made.append(sink.getvalue())
     return made
 
 

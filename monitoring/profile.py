@@ -568,12 +568,14 @@ def merge_reservoirs(a: pa.Table, a_rows: int, b: pa.Table, b_rows: int, size: i
 
     How many rows come from each side is drawn from the hypergeometric law of a uniform sample of
     the union, so the merged sample is as uniform as one drawn from all the rows at once (given
-    each input is a uniform sample of at least that many rows).
+    each input is a uniform sample of at least that many rows). Columns whose types differ only in width or
+    unit (a CSV batch's ``timestamp[ns]`` beside a Parquet batch's ``timestamp[us]``, int64 beside float64)
+    are promoted to the wider type.
     """
     if a_rows + b_rows <= size or len(a) + len(b) <= size:
-        return pa.concat_tables([a, b], promote_options="default")
+        return pa.concat_tables([a, b], promote_options="permissive")
     rng = np.random.default_rng(seed)
     from_a = int(rng.hypergeometric(a_rows, b_rows, size))
     from_a = min(max(from_a, size - len(b)), len(a))
     parts = [reservoir(a, from_a, seed + 1), reservoir(b, size - from_a, seed + 2)]
-    return pa.concat_tables(parts, promote_options="default")
+    return pa.concat_tables(parts, promote_options="permissive")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 import registry
+from monitoring.workers import ProfilePool
 from registry import _libc
 from registry.api import mlflow
 from registry.api.errors import EXCEPTION_HANDLERS, document_errors
@@ -29,6 +31,9 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
     owns_db, owns_store = db is None, store is None
     database = db or Database(settings.resolved_database_url, pool_size=settings.db_pool_size)
     blobs = store or open_store(settings)
+    # Its processes start with the first batch or baseline, and only once the lifespan has started it: an app
+    # run without its lifespan (httpx's ASGITransport in tests) profiles in-process.
+    profiling = ProfilePool(settings.monitor_workers)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -36,10 +41,14 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
         from automations import scheduler
         from automations.dispatcher import Dispatcher
 
-        dispatcher = Dispatcher(database, blobs, settings) if settings.dispatcher_enabled else None
-        jobs = scheduler.start(database, settings, me=settings.instance) if settings.scheduler_enabled else None
-        if dispatcher is not None:
-            dispatcher.start()
+        profiling.start()
+        # Bound while they start too: the scheduler's timers and job tasks copy this context, so its jobs (a check
+        # may set a baseline from lineage) profile in the pool as well.
+        with profiling.bound():
+            dispatcher = Dispatcher(database, blobs, settings) if settings.dispatcher_enabled else None
+            jobs = scheduler.start(database, settings, me=settings.instance) if settings.scheduler_enabled else None
+            if dispatcher is not None:
+                dispatcher.start()
         try:
             yield
         finally:
@@ -47,6 +56,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
                 jobs.shutdown(wait=False)
             if dispatcher is not None:
                 await dispatcher.stop()
+            await profiling.close()
             if owns_store:
                 await blobs.close()
             if owns_db:
@@ -83,6 +93,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,
         before_request=refuse_nul,
+        middleware=[_bind(profiling)],
         request_max_body_size=settings.max_request_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Modelkeep registry",
@@ -101,6 +112,19 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
     app.state.settings = settings
     app.state.token_cache = TokenCache(settings.auth_cache_seconds)
     return app
+
+
+def _bind(pool: ProfilePool) -> Callable[[ASGIApp], ASGIApp]:
+    """Middleware binding the app's profiling pool for each request (``monitoring.workers.run`` finds it)."""
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        async def bound(scope: Scope, receive: Receive, send: Send) -> None:
+            with pool.bound():
+                await app(scope, receive, send)
+
+        return bound
+
+    return middleware
 
 
 M_TRIM_THRESHOLD = -1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +57,15 @@ def _ref(ref: str) -> tuple[str, str | None, int | None]:
     return model, alias_option(alias, "REF") if alias else None, version
 
 
+def _plain(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    """Like ``emit``, for text that comes from users (column names, a spec's YAML): printed as it is, since rich
+    would read ``[amount]`` in it as markup and drop it."""
+    if as_json:
+        emit(data, as_json)
+    else:
+        out.print(text(data), markup=False, highlight=False)
+
+
 def _baseline_text(d: dict[str, Any]) -> str:
     schema = d["schema"]
     kinds = ", ".join(f"{c['name']} ({c['kind']})" for c in schema.get("columns", []))
@@ -95,7 +105,7 @@ def baseline_set(
             timestamp=timestamp, columns=_columns(columns), exclude=_columns(exclude),
             categorical=_columns(categorical), numerical=_columns(numerical),
         )  # fmt: skip
-    emit(found, as_json, _baseline_text)
+    _plain(found, as_json, _baseline_text)
 
 
 @baseline_app.command("show")
@@ -108,7 +118,7 @@ def baseline_show(
 ) -> None:
     """Show a version's baseline: rows, monitored columns and their kinds, digest."""
     with client(url, token) as api:
-        emit(api.monitor_baseline(model, version), as_json, _baseline_text)
+        _plain(api.monitor_baseline(model, version), as_json, _baseline_text)
 
 
 @app.command("ingest")
@@ -193,7 +203,7 @@ def show_spec(
     """Print the model's monitor spec."""
     with client(url, token) as api:
         found = api.monitor_spec(model)
-    emit(found, as_json, lambda d: d["spec"].rstrip("\n"))
+    _plain(found, as_json, lambda d: d["spec"].rstrip("\n"))
 
 
 def check_table(c: dict[str, Any]) -> Table:
