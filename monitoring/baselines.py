@@ -188,7 +188,7 @@ async def _store_baseline(
         if existing is not None:
             return _same_or_conflict(existing, model=model.name, version=version, digest=digest, options=options)
         if blob is not None:
-            await artifacts.record_blob(session, sha256=digest, size=size)
+            await artifacts.record_blob(session, sha256=digest, size=size, store=store)
         baseline = MonitorBaseline(
             model_version_id=found.id,
             schema=made.schema,

@@ -572,6 +572,7 @@ def merge_reservoirs(a: pa.Table, a_rows: int, b: pa.Table, b_rows: int, size: i
     unit (a CSV batch's ``timestamp[ns]`` beside a Parquet batch's ``timestamp[us]``, int64 beside float64)
     are promoted to the wider type.
     """
+    a, b = _aligned(a, b)
     if a_rows + b_rows <= size or len(a) + len(b) <= size:
         return pa.concat_tables([a, b], promote_options="permissive")
     rng = np.random.default_rng(seed)
@@ -579,3 +580,25 @@ def merge_reservoirs(a: pa.Table, a_rows: int, b: pa.Table, b_rows: int, size: i
     from_a = min(max(from_a, size - len(b)), len(a))
     parts = [reservoir(a, from_a, seed + 1), reservoir(b, size - from_a, seed + 2)]
     return pa.concat_tables(parts, promote_options="permissive")
+
+
+def _aligned(a: pa.Table, b: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """``b`` with each column that permissive promotion cannot join to ``a``'s (a JSON-lines batch's text
+    timestamps beside a Parquet batch's timestamps) cast to ``a``'s type, or both sides as text when even that
+    fails: samples only feed reports, so a column kept as text beats refusing the batch."""
+    for name in set(a.column_names) & set(b.column_names):
+        left, right = a.schema.field(name).type, b.schema.field(name).type
+        if left == right:
+            continue
+        try:
+            pa.concat_tables([a.select([name]), b.select([name])], promote_options="permissive")
+            continue
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass
+        index = b.column_names.index(name)
+        try:
+            b = b.set_column(index, name, b.column(name).cast(left))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            a = a.set_column(a.column_names.index(name), name, a.column(name).cast(pa.string()))
+            b = b.set_column(index, name, b.column(name).cast(pa.string()))
+    return a, b

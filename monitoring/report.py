@@ -161,7 +161,7 @@ async def _build(db: Database, store: BlobStore, *, check: MonitorCheck, tmp_dir
         digest = hashlib.sha256(data).hexdigest()
         await store.put(digest, out)  # before the row points at it
     async with db.write() as session:
-        await artifacts.record_blob(session, sha256=digest, size=len(data))
+        await artifacts.record_blob(session, sha256=digest, size=len(data), store=store)
         row = await session.get(MonitorCheck, check.id)
         if row is not None:
             row.report_status, row.report_digest = "ready", digest

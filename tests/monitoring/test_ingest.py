@@ -205,6 +205,25 @@ async def test_csv_and_json_lines_batches_and_the_at_parameter(app_client: httpx
     assert [b.rows for b in await buckets(db, model, 1)] == [200, 50]
 
 
+async def test_json_lines_batch_joins_an_hour_a_parquet_batch_started(
+    app_client: httpx.AsyncClient, db: Database
+) -> None:
+    """The hour's row sample holds the Parquet batch's timestamps as timestamps; the JSON-lines batch brings them
+    as text. Both land in the one bucket (a merge failure here was a 500)."""
+    model = await new_model(app_client)
+    await set_baseline(app_client, model, 1, frame(1000, seed=1))
+    when = last_full_hour() - 3 * HOUR
+    for content, headers in (
+        (parquet(frame(60, seed=4, start=when)), PARQUET),
+        (jsonl(frame(40, seed=5, start=when)), JSONL),
+    ):
+        sent = await app_client.post(
+            f"/api/v1/models/{model}/monitor/batches", content=content, headers=headers, params={"version": 1}
+        )
+        assert sent.status_code == 200, sent.text
+    assert [b.rows for b in await buckets(db, model, 1)] == [100]
+
+
 def _future(rows: int) -> pa.Table:
     table = frame(rows, seed=9)
     stamps = [datetime.now(UTC) - timedelta(minutes=1)] * rows

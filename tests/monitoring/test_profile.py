@@ -314,3 +314,21 @@ def test_merged_reservoirs_draw_in_proportion_to_the_populations() -> None:
     assert abs(np.mean(from_a) - 300) < 2
     small = merge_reservoirs(a.slice(0, 5), 5, b.slice(0, 7), 7, 400, 0)
     assert small.num_rows == 12
+
+
+def test_samples_of_batches_in_different_formats_merge() -> None:
+    """A JSON-lines batch brings its timestamps as text; its sample still merges with a Parquet batch's sample of
+    the same hour (as timestamps when the text parses, as text otherwise), instead of failing the batch."""
+    from datetime import UTC, datetime
+
+    from monitoring.profile import merge_reservoirs
+
+    parquet = pa.table({"ts": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC"))})
+    merged = merge_reservoirs(parquet, 3, pa.table({"ts": ["2026-01-01T00:30:00+00:00"] * 2}), 2, 10, seed=1)
+    assert merged.schema.field("ts").type == pa.timestamp("us", tz="UTC") and merged.num_rows == 5
+    assert merged.column("ts")[4].as_py() == datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
+    odd = merge_reservoirs(parquet, 3, pa.table({"ts": ["yesterday", "today"]}), 2, 10, seed=1)
+    assert odd.schema.field("ts").type == pa.string() and sorted(odd.column("ts").to_pylist())[-2:] == [
+        "today",
+        "yesterday",
+    ]
