@@ -173,6 +173,14 @@ def start_server(
         if made.returncode != 0:
             raise RuntimeError(f"could not {what}:\n{made.stdout}\n{made.stderr}")
     token = json.loads(made.stdout)["token"]
+    return launch(data_dir, workdir, env, token=token, http=http, log_name=log_name)
+
+
+def launch(
+    data_dir: Path, workdir: Path, env: dict[str, str], *, token: str, http: str | None = None, log_name: str
+) -> Server:
+    """Start a server process on the registry already in ``data_dir`` (and ``env``) on a free port; wait for
+    ``/health``. ``token`` is one the registry accepts."""
     port = free_port()
     log = workdir / log_name
     if http is None:

@@ -56,7 +56,7 @@ import httpx
 from bench_artifacts import (
     RssSampler,
     Server,
-    free_port,
+    launch,
     load,
     mem_total,
     proc_cpu,
@@ -518,26 +518,7 @@ def restart(server: Server, work: Path, extra_env: dict[str, str]) -> Server:
     ``start_server`` cannot do it: it creates a token named ``bench``, and token names are never reused."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELKEEP_")}
     env |= {"MODELKEEP_DATA_DIR": str(server.data_dir), "MODELKEEP_CREATE_ADMIN_TOKEN": "false", **extra_env}
-    port = free_port()
-    log = work / "server-2.log"
-    command = ["registry", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(server.data_dir)]
-    with open(log, "wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", *command], env=env, cwd=work, stdout=sink, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                return Server(url=url, process=process, token=server.token, data_dir=server.data_dir, log=log)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"server did not start:\n{log.read_text()}")
+    return launch(server.data_dir, work, env, token=server.token, log_name="server-2.log")
 
 
 def bench_api(reference: Path, current: Any, work: Path, args: argparse.Namespace) -> ApiResult:
