@@ -5,79 +5,27 @@ into an empty registry on either database engine. Both work on the database and 
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy import inspect
-from sqlalchemy.engine import make_url
 
-from registry.cli._common import EXIT_FAILED, EXIT_USAGE, JsonOpt, emit, fail
+from registry.cli._common import EXIT_USAGE, JsonOpt, emit, fail
+from registry.cli._direct import (
+    BlobOpt,
+    DataDirOpt,
+    DbOpt,
+    direct_settings,
+    has_schema,
+    run_on_database,
+    shown_url,
+    sqlite_path,
+)
 from registry.db import Database
-from registry.settings import Settings
 
 ArchiveArg = Annotated[Path, typer.Argument(help="The archive file (.tar, or .tar.gz / .tgz to compress).")]
-DbOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url", envvar="MODELKEEP_DATABASE_URL", help="The database (default: <data dir>/registry.db)."
-    ),
-]
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar="MODELKEEP_DATA_DIR",
-        help="The registry's data folder (embedded database and blobs).",
-        show_default="./modelkeep-data",
-    ),
-]
-BlobOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--blob-store-url",
-        envvar="MODELKEEP_BLOB_STORE_URL",
-        help="file:///path or s3://bucket/prefix (default: <data dir>/blobs).",
-    ),
-]
-
-
-def _settings(database_url: str | None, data_dir: Path | None, blob_store_url: str | None) -> Settings:
-    overrides: dict[str, Any] = {}
-    if database_url:
-        overrides["database_url"] = database_url
-    if data_dir is not None:
-        overrides["data_dir"] = data_dir
-    if blob_store_url:
-        overrides["blob_store_url"] = blob_store_url
-    return Settings(**overrides)
-
-
-def _shown(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
-
-
-def _sqlite_path(url: str) -> Path | None:
-    parsed = make_url(url)
-    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
-
-
-async def _has_schema(db: Database) -> bool:
-    async with db.read_engine.connect() as conn:
-        names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
-    return "alembic_version" in names
-
-
-def _run(main: Any, url: str) -> Any:
-    try:
-        return asyncio.run(main)
-    except OSError as exc:
-        if exc.filename is not None:
-            raise  # a local file: the entry point reports it (exit 2)
-        fail(f"cannot open the database {_shown(url)}: {exc}", EXIT_FAILED)
 
 
 def export(
@@ -93,9 +41,9 @@ def export(
     from registry.services import backup
     from registry.storage import open_store
 
-    settings = _settings(database_url, data_dir, blob_store_url)
+    settings = direct_settings(database_url, data_dir, blob_store_url)
     url = settings.resolved_database_url
-    source = _sqlite_path(url)
+    source = sqlite_path(url)
     if source is not None and not source.exists():
         fail(f"no database at {source}: name the registry's with --data-dir or --database-url", EXIT_USAGE)
     if archive.is_dir() or not archive.parent.is_dir():
@@ -107,8 +55,8 @@ def export(
         started = time.monotonic()
         db = Database(url, pool_size=1)
         try:
-            if not await _has_schema(db):
-                fail(f"{_shown(url)} has no Modelkeep schema: is it the registry's database?", EXIT_USAGE)
+            if not await has_schema(db):
+                fail(f"{shown_url(url)} has no Modelkeep schema: is it the registry's database?", EXIT_USAGE)
             # Table rows are spooled beside the archive (the folder chosen for it has the room), then the
             # read transaction ends before the blobs are copied: they are immutable, and a long-held
             # snapshot would keep SQLite from checkpointing and PostgreSQL from vacuuming meanwhile.
@@ -134,7 +82,7 @@ def export(
             "seconds": round(time.monotonic() - started, 3),
         }
 
-    data = _run(main(), url)
+    data = run_on_database(main(), url)
     emit(
         data,
         as_json,
@@ -159,9 +107,9 @@ def import_archive(
 
     if not archive.is_file():
         fail(f"{archive}: no such archive file", EXIT_USAGE)
-    settings = _settings(database_url, data_dir, blob_store_url)
+    settings = direct_settings(database_url, data_dir, blob_store_url)
     url = settings.resolved_database_url
-    target = _sqlite_path(url)
+    target = sqlite_path(url)
     is_new = target is not None and not target.exists()
 
     async def main() -> dict[str, Any]:
@@ -173,7 +121,7 @@ def import_archive(
                 fail(f"the folder {target.parent} does not exist", EXIT_USAGE)
         db = Database(url, pool_size=1)
         try:
-            if not is_new and await _has_schema(db):
+            if not is_new and await has_schema(db):
                 async with db.read() as session:
                     await backup.check_empty(session)
             # Staged in the spool folder beside local blobs (so a put is a rename), owner-only.
@@ -192,7 +140,7 @@ def import_archive(
             await db.dispose()
         return {
             "archive": str(archive),
-            "database": _shown(url),
+            "database": shown_url(url),
             "blob_store": settings.resolved_blob_store_url,
             "scope": manifest.scope.get("model") or "all",
             "schema_revision": manifest.revision,
@@ -202,7 +150,7 @@ def import_archive(
             "seconds": round(time.monotonic() - started, 3),
         }
 
-    data = _run(main(), url)
+    data = run_on_database(main(), url)
     emit(
         data,
         as_json,

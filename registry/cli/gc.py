@@ -15,7 +15,16 @@ from typing import Annotated, Any
 import typer
 
 from registry.cli._common import EXIT_USAGE, JsonOpt, emit, fail
-from registry.cli.backup import BlobOpt, DataDirOpt, DbOpt, _has_schema, _run, _settings, _shown, _sqlite_path
+from registry.cli._direct import (
+    BlobOpt,
+    DataDirOpt,
+    DbOpt,
+    direct_settings,
+    has_schema,
+    run_on_database,
+    shown_url,
+    sqlite_path,
+)
 from registry.db import Database
 
 
@@ -38,9 +47,9 @@ def gc(
     from registry.services import gc as collector
     from registry.storage import open_store
 
-    settings = _settings(database_url, data_dir, blob_store_url)
+    settings = direct_settings(database_url, data_dir, blob_store_url)
     url = settings.resolved_database_url
-    source = _sqlite_path(url)
+    source = sqlite_path(url)
     if source is not None and not source.exists():
         fail(f"no database at {source}: name the registry's with --data-dir or --database-url", EXIT_USAGE)
     hours = settings.gc_grace_hours if grace_hours is None else grace_hours
@@ -48,8 +57,8 @@ def gc(
     async def main() -> dict[str, Any]:
         db = Database(url, pool_size=1)
         try:
-            if not await _has_schema(db):
-                fail(f"{_shown(url)} has no Modelkeep schema: is it the registry's database?", EXIT_USAGE)
+            if not await has_schema(db):
+                fail(f"{shown_url(url)} has no Modelkeep schema: is it the registry's database?", EXIT_USAGE)
             store = open_store(settings)
             try:
                 report = await collector.collect(db, store, grace=timedelta(hours=hours), dry_run=dry_run)
@@ -59,7 +68,7 @@ def gc(
             await db.dispose()
         return report.as_dict()
 
-    data = _run(main(), url)
+    data = run_on_database(main(), url)
     emit(data, as_json, _render)
 
 
