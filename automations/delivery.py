@@ -21,12 +21,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import registry
-from automations import signing, ssrf
-from automations.domain import Delivery, DeliveryAttempt, Webhook
+from automations import fanout, signing, ssrf
+from automations.domain import Delivery, DeliveryAttempt, OutboxCursor, Webhook
 from automations.sender import ConnectFailed, HttpxSender, Sender, SendError, Target
 from automations.webhooks import cancelled_because, disable_automatically, signing_secrets
 from registry.domain.base import utcnow
@@ -49,6 +49,9 @@ class Claimed:
     event_id: str
     event_type: str
     body: bytes
+    request_id: str | None = None
+    """The API request that recorded the event: sent as ``X-Request-ID`` so a delivery can be traced back."""
+    event_created_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +148,8 @@ async def claim(
             event_id=e.id,
             event_type=e.type,
             body=body_of(e),
+            request_id=e.request_id,
+            event_created_at=e.created_at,
         )
         for d, w, e in rows.all()
     ]
@@ -190,6 +195,8 @@ async def send(sender: Sender | httpx.AsyncClient, item: Claimed, *, settings: S
         "webhook-event-type": item.event_type,
         **signing.headers(item.secrets, item.event_id, item.body),
     }
+    if item.request_id:
+        headers["x-request-id"] = item.request_id
     try:
         async with asyncio.timeout(timeout):
             addresses = await ssrf.check_destination(item.url, allow=ssrf.allow_list(settings.webhook_allow_hosts))
@@ -208,6 +215,28 @@ async def send(sender: Sender | httpx.AsyncClient, item: Claimed, *, settings: S
     # PostgreSQL text cannot hold NUL; the excerpt is for people to read.
     excerpt = reply.excerpt.decode("utf-8", "replace").replace("\x00", "\ufffd")
     return done(status_code=reply.status, excerpt=excerpt, retry_after=_retry_after(reply.retry_after))
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    pending: int
+    """Deliveries waiting for their first or next attempt, or being sent."""
+    oldest_pending_seconds: float
+    events_to_fan_out: int
+    """Committed events the fan-out has not turned into deliveries and jobs yet."""
+
+
+async def backlog(session: AsyncSession) -> Backlog:
+    """The outbox's queue depth now, for ``/metrics``."""
+    pending, oldest = (
+        await session.execute(
+            select(func.count(), func.min(Delivery.created_at)).where(Delivery.status.in_(("pending", "delivering")))
+        )
+    ).one()
+    last_seq = await session.scalar(select(func.max(Event.seq))) or 0
+    fanned = await session.scalar(select(OutboxCursor.seq).where(OutboxCursor.name == fanout.CURSOR)) or 0
+    age = (utcnow() - oldest).total_seconds() if oldest is not None else 0.0
+    return Backlog(pending=int(pending), oldest_pending_seconds=max(0.0, age), events_to_fan_out=last_seq - fanned)
 
 
 def next_delay(settings: Settings, attempts_made: int, retry_after: float | None) -> float | None:

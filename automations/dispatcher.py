@@ -24,7 +24,9 @@ from datetime import timedelta
 
 from automations import actions, delivery, fanout
 from automations.sender import Sender, StreamSender
+from registry import observability
 from registry.db import Database
+from registry.domain.base import utcnow
 from registry.errors import RegistryError
 from registry.settings import Settings
 from registry.storage import BlobStore
@@ -144,6 +146,7 @@ class Dispatcher:
             # none of the slots other receivers' deliveries could use. Neither wait counts as the attempt.
             async with self._sender.reserve(item.url), self._slots:
                 outcome = await delivery.send(self._sender, item, settings=self.settings)
+            observe(item, outcome)
             await self._results.put((item, outcome))
         finally:
             self._claimed -= 1
@@ -182,3 +185,12 @@ class Dispatcher:
         finally:
             self._jobs_running -= 1
             self.wake()  # a job slot is free
+
+
+def observe(item: delivery.Claimed, outcome: delivery.Outcome) -> None:
+    """The attempt in ``/metrics``: its outcome and duration, and on success how long after its event."""
+    m = observability.metrics()
+    m.delivery_attempts.labels("succeeded" if outcome.ok else "failed").inc()
+    m.delivery_seconds.observe(outcome.duration_ms / 1000)
+    if outcome.ok and item.event_created_at is not None:
+        m.delivery_lag.observe(max(0.0, (utcnow() - item.event_created_at).total_seconds()))

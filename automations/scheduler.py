@@ -22,6 +22,7 @@ from sqlalchemy import delete
 from automations import jobs, retention
 from automations.domain import SchedulerSlot
 from monitoring import jobs as monitor_jobs
+from registry import observability
 from registry.db import Database
 from registry.domain.base import utcnow
 from registry.services import gc
@@ -94,6 +95,7 @@ async def run_once(db: Database, settings: Settings, periodic: Periodic, *, me: 
         await session.execute(
             delete(SchedulerSlot).where(SchedulerSlot.job == periodic.name, SchedulerSlot.slot_start < keep_after)
         )
+    observability.metrics().slot_runs.labels(periodic.name, "error" if outcome.startswith("error:") else "ok").inc()
     log.log(level, "scheduled job %s ran for slot %s on %s: %s", periodic.name, slot.isoformat(), me, outcome)
     return True
 

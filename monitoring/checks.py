@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from monitoring import baselines, ingest, labels, service
 from monitoring.domain import MonitorCheck
+from registry import observability
 from registry.db import Database
 from registry.domain.auth import Role
 from registry.domain.base import utcnow
@@ -208,6 +209,7 @@ async def run_check(
         check.alert = await _alert(session, model=locked, check=check, previous=previous, result=result, actor=actor)
         if body["performance"] is not None:
             await labels.alert(session, model=locked, check=check, found=body["performance"], actor=actor)
+    observability.metrics().monitor_checks.labels(str(body["status"])).inc()
     return check
 
 

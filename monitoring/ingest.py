@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from monitoring import baselines, labels, workers
 from monitoring.domain import MonitorBucket
 from monitoring.service import MAX_BATCH_BYTES, MAX_FUTURE, profile_error, read_file, resolve
+from registry import observability
 from registry.db import Database
 from registry.domain.auth import Role
 from registry.domain.base import utcnow
@@ -270,6 +271,7 @@ async def ingest(
                 sample=samples.get(part.start),
             )  # fmt: skip
         await labels.keep_rows(session, version_id=found.id, rows=batch.kept)
+    observability.metrics().monitor_batches.inc()
     return Ingested(
         model=model.name,
         version=found.version,

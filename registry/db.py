@@ -164,6 +164,13 @@ class Database:
         """Called after a write transaction that recorded outbox events commits (wakes the dispatcher)."""
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
 
+    def pools(self) -> list[tuple[str, AsyncEngine, int]]:
+        """``(name, engine, connections it may open)`` for each of this database's connection pools."""
+        found = [("write", self.write_engine, _capacity(self.write_engine))]
+        if self.read_engine is not self.write_engine:
+            found.append(("read", self.read_engine, _capacity(self.read_engine)))
+        return found
+
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
@@ -200,3 +207,8 @@ class Database:
 
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+
+
+def _capacity(engine: AsyncEngine) -> int:
+    pool: Any = engine.pool  # a QueuePool: size() and the overflow it was made with
+    return int(pool.size()) + max(0, int(getattr(pool, "_max_overflow", 0)))

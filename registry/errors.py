@@ -67,3 +67,11 @@ class PayloadTooLarge(RegistryError):
     status = 413
     kind = "payload-too-large"
     code = "payload_too_large"
+
+
+class Unavailable(RegistryError):
+    """A dependency (the database) cannot answer now; trying again later may work."""
+
+    status = 503
+    kind = "unavailable"
+    code = "unavailable"

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     s3_multipart_threshold: int = 64 * 1024 * 1024
+    s3_create_bucket: bool = False
+    """Create the bucket of ``blob_store_url`` on start when it does not exist (a fresh compose stack)."""
+    migrate_on_start: bool = True
+    """``registry serve`` applies migrations before serving. False where a separate job migrates (Kubernetes):
+    the server then waits until the schema is at the newest revision, up to ``migrate_wait_seconds``."""
+    migrate_wait_seconds: float = Field(default=300.0, ge=0)
 
     host: str = "127.0.0.1"
     port: int = 5000
@@ -60,6 +66,10 @@ class Settings(BaseSettings):
     """Processes that read and profile monitoring data (production batches, baselines) beside each API process,
     so that work never holds the API's GIL or more cores than this; a burst of batches queues for them. 0
     profiles inside the API process, one batch at a time."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line (time, level, logger, message, request_id, exception)."""
+    metrics_public: bool = False
+    """Serve ``/metrics`` without a token (where only the scraper can reach the port)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """For Modelkeep's own loggers. DEBUG adds, among others, every scheduled housekeeping run that had
     nothing to do."""

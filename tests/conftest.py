@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,7 +160,10 @@ class LiveServer:
     log: Path
 
 
-def start_server(database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None) -> LiveServer:
+def start_server(
+    database_url: str, data_dir: Path, *, extra_env: dict[str, str] | None = None, args: Sequence[str] = ()
+) -> LiveServer:
+    """``registry serve`` (with ``args``) on a free loopback port, once ``/health`` answers."""
     port = free_port()
     log = data_dir / f"server-{port}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELKEEP_")}
@@ -174,7 +177,7 @@ def start_server(database_url: str, data_dir: Path, *, extra_env: dict[str, str]
     )
     with open(log, "wb") as sink:
         process = subprocess.Popen(
-            [sys.executable, "-m", "registry", "serve", "--port", str(port)],
+            [sys.executable, "-m", "registry", "serve", "--port", str(port), *args],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,

@@ -9,13 +9,15 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.plugins.prometheus import PrometheusConfig
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 import registry
 from monitoring.workers import ProfilePool
-from registry import _libc
+from registry import _libc, observability
 from registry.api import mlflow
 from registry.api.errors import EXCEPTION_HANDLERS, document_errors
 from registry.api.security import ROLE_GUARDS, TokenCache, authenticate, current_actor
@@ -34,6 +36,9 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
     # Its processes start with the first batch or baseline, and only once the lifespan has started it: an app
     # run without its lifespan (httpx's ASGITransport in tests) profiles in-process.
     profiling = ProfilePool(settings.monitor_workers)
+    if owns_db:
+        for name, engine, capacity in database.pools():
+            observability.watch_pool(engine, name, capacity)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -57,6 +62,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
             if dispatcher is not None:
                 await dispatcher.stop()
             await profiling.close()
+            observability.mark_process_dead()
             if owns_store:
                 await blobs.close()
             if owns_db:
@@ -83,7 +89,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[system.health, api_v1, automations.hooks_router, *mlflow.routers()],
+        route_handlers=[system.health, system.metrics, api_v1, automations.hooks_router, *mlflow.routers()],
         dependencies={
             "db": Provide(lambda: database, sync_to_thread=False),
             "store": Provide(lambda: blobs, sync_to_thread=False),
@@ -93,7 +99,12 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=ApiRequest,
         before_request=refuse_nul,
-        middleware=[_bind(profiling)],
+        middleware=[
+            _request_context(profiling),
+            PrometheusConfig(
+                app_name="modelkeep", prefix="modelkeep_http", group_path=True, exclude=["^/metrics$"]
+            ).middleware,
+        ],
         request_max_body_size=settings.max_request_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Modelkeep registry",
@@ -104,6 +115,9 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
             ),
         ),
         lifespan=[lifespan],
+        # Logging is configure_logging's (text or JSON lines, request ids); Litestar's default would replace
+        # the root handler with its own format at start-up. Errors are logged by EXCEPTION_HANDLERS.
+        logging_config=None,
         debug=False,
     )
     document_errors(app, prefix="/api/v1/", role_guards=ROLE_GUARDS)
@@ -114,17 +128,39 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
     return app
 
 
-def _bind(pool: ProfilePool) -> Callable[[ASGIApp], ASGIApp]:
-    """Middleware binding the app's profiling pool for each request (``monitoring.workers.run`` finds it)."""
+def _request_context(pool: ProfilePool) -> Callable[[ASGIApp], ASGIApp]:
+    """Middleware giving each request its id (``X-Request-ID``: the client's or load balancer's when well
+    formed, else a new one), echoed in the response and seen by logs, events and audit entries; and binding
+    the app's profiling pool (``monitoring.workers.run`` finds it)."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def bound(scope: Scope, receive: Receive, send: Send) -> None:
-            with pool.bound():
-                await app(scope, receive, send)
+            if scope["type"] != ScopeType.HTTP:
+                with pool.bound():
+                    await app(scope, receive, send)
+                return
+            sent = next((v for k, v in scope["headers"] if k == REQUEST_ID_HEADER), None)
+            rid = observability.accept_request_id(sent.decode("latin-1") if sent else None)
+            header = (REQUEST_ID_HEADER, rid.encode())
+
+            async def send_with_id(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", ()), header]}
+                await send(message)
+
+            token = observability.request_id.set(rid)
+            try:
+                with pool.bound():
+                    await app(scope, receive, send_with_id)
+            finally:
+                observability.request_id.reset(token)
 
         return bound
 
     return middleware
+
+
+REQUEST_ID_HEADER = observability.REQUEST_ID_HEADER.encode()
 
 
 M_TRIM_THRESHOLD = -1
@@ -155,11 +191,14 @@ aiosqlite logs every statement with its bound values at DEBUG (webhook secrets, 
 OWN_LOGGERS = ("registry", "automations", "gates", "monitoring")
 
 
-def configure_logging(level: str = "INFO") -> None:
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     """``level`` (MODELKEEP_LOG_LEVEL) for Modelkeep's own loggers, INFO for the rest, WARNING for chatty
-    libraries; in every worker process."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    libraries; lines as ``fmt`` (MODELKEEP_LOG_FORMAT: text or json), with the request id; in every worker
+    process."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(observability.log_handler(fmt))
+        root.setLevel(logging.INFO)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(level)
     for name in QUIET_LOGGERS:
@@ -169,6 +208,6 @@ def configure_logging(level: str = "INFO") -> None:
 def from_env() -> Litestar:
     """Factory for ASGI servers (``uvicorn --factory registry.api.app:from_env``), run in each worker."""
     settings = Settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     tune_allocator()
     return create_app(settings)

@@ -46,6 +46,7 @@ _TITLES = {
     413: "Payload too large",
     415: "Unsupported media type",
     500: "Internal error",
+    503: "Service unavailable",
 }
 
 

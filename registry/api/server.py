@@ -39,6 +39,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 HTTP_PROTOCOL = "registry.api.server:HttpProtocol"
 ACCESS_LOGGED_APP = "registry.api.server:access_logged_app"
 ACCESS_LOGGER = "registry.access"
+REQUEST_ID = b"x-request-id"  # set on every response by the app (registry.api.app)
 HIGH_WATER_BYTES = 1024 * 1024  # body bytes waiting for the app before reading the socket pauses
 
 # sha256 (first 16 hex digits) of the dedented source of the uvicorn functions this module stands in for or
@@ -129,18 +130,27 @@ class AccessLog:
             return
         started = time.perf_counter()
         status: int | None = None
+        rid: str | None = None
 
         async def sending(message: Message) -> None:
-            nonlocal status
+            nonlocal status, rid
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                rid = next((v.decode("latin-1") for k, v in message.get("headers", ()) if k == REQUEST_ID), None)
             await send(message)
 
         try:
             await self.app(scope, receive, sending)
         finally:
             took = (time.perf_counter() - started) * 1000
-            self.logger.info("%s %s %s %.1f ms", scope["method"], logged_path(scope), status or "-", took)
+            self.logger.info(
+                "%s %s %s %.1f ms",
+                scope["method"],
+                logged_path(scope),
+                status or "-",
+                took,
+                extra={"request_id": rid},
+            )
 
 
 def logged_path(scope: HTTPScope) -> str:

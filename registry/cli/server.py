@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import socket
 import stat
@@ -13,6 +14,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.engine import make_url
 
+from registry import observability
 from registry.cli._common import EXIT_FAILED, err, fail, out
 from registry.db import Database
 from registry.settings import Settings
@@ -54,11 +56,29 @@ async def _prepare(settings: Settings) -> str | None:
 
     # Part files of uploads whose server was killed; live ones (other workers or replicas) are locked.
     if removed := sweep(settings.tmp_dir):
-        err.print(f"removed {removed} unfinished upload(s) left in {settings.tmp_dir}", highlight=False)
+        notice(settings, f"removed {removed} unfinished upload(s) left in {settings.tmp_dir}")
+
+    if settings.s3_create_bucket and settings.resolved_blob_store_url.startswith("s3://"):
+        from registry.storage.s3 import S3BlobStore
+
+        store = S3BlobStore.from_settings(settings)
+        try:
+            if await store.ensure_bucket():
+                notice(settings, f"created the bucket {store.bucket}")
+        finally:
+            await store.close()
 
     db = Database(settings.resolved_database_url)
     try:
-        await migrations.upgrade(db)
+        if settings.migrate_on_start:
+            await migrations.upgrade(db)
+        else:
+            notice(settings, f"waiting for the schema to reach {migrations.head()} (migrated by a separate job)")
+            if not await migrations.wait_for_head(db, within=settings.migrate_wait_seconds):
+                fail(
+                    f"the database schema is not at {migrations.head()} after {settings.migrate_wait_seconds:g}s: "
+                    "run `registry db upgrade` (or its job), or set MODELKEEP_MIGRATE_ON_START=true"
+                )
         if not settings.create_admin_token:
             return None
         async with db.write() as session:
@@ -100,6 +120,12 @@ def serve(
     # trigger secrets), as PostgreSQL's server does; folders that exist keep their modes.
     os.umask(0o077)
     settings = _settings(data_dir, database_url, blob_store_url, host, port, create=False)
+    # Before any metric exists here or in a worker: every process of this server writes its samples there.
+    observability.prepare_multiprocess(settings.data_dir)
+    if settings.log_format == "json":
+        from registry.api.app import configure_logging
+
+        configure_logging(settings.log_level, settings.log_format)
     # The socket first: a port in use is reported before anything is created, migrated or printed, and
     # no other process can take the port while the migrations run.
     sock = listen(settings.host, settings.port)
@@ -109,15 +135,25 @@ def serve(
         if token:
             out.print(f"[bold]Created the first admin token (shown only once):[/bold]\n{token}", highlight=False)
         for warning in exposure_warnings(settings):
-            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-        err.print(
+            notice(settings, warning, warning=True)
+        notice(
+            settings,
             f"modelkeep registry on http://{settings.host}:{settings.port}  "
             f"(database {settings.resolved_database_url.split('://')[0]}, blobs {settings.resolved_blob_store_url})",
-            highlight=False,
         )
         run_uvicorn(sock, settings, http=http, workers=workers, access_log=access_log)
     finally:
         sock.close()
+
+
+def notice(settings: Settings, message: str, *, warning: bool = False) -> None:
+    """A start-up line on stderr: plain text, or a JSON log line under ``MODELKEEP_LOG_FORMAT=json``."""
+    if settings.log_format == "json":
+        logging.getLogger("registry.serve").log(logging.WARNING if warning else logging.INFO, message)
+    elif warning:
+        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+    else:
+        err.print(message, highlight=False)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -143,6 +179,7 @@ def run_uvicorn(sock: socket.socket, settings: Settings, *, http: str, workers: 
     import inspect
 
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
     from uvicorn.supervisors import Multiprocess
 
     from registry.api.server import ACCESS_LOGGED_APP
@@ -156,6 +193,8 @@ def run_uvicorn(sock: socket.socket, settings: Settings, *, http: str, workers: 
         workers=workers,
         access_log=False,  # uvicorn's own lines carry no duration; the app's middleware writes them
         log_level="warning",
+        # JSON lines: uvicorn's own records go to the root handler the app installs, not uvicorn's text one.
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
         lifespan="on",
         timeout_graceful_shutdown=10,
     )

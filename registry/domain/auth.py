@@ -45,3 +45,5 @@ class AuditEntry(Base):
     target: Mapped[str] = mapped_column(Text)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[Timestamp]
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    """The API request that made the change (``X-Request-ID``), if one did."""

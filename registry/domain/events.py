@@ -22,3 +22,5 @@ class Event(Base):
     actor: Mapped[str] = mapped_column(String(128))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[Timestamp]
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    """The API request that recorded it (``X-Request-ID``), if one did."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry import observability
 from registry.domain.artifacts import ARTIFACT_KINDS, ArtifactFile, ArtifactVersion, Blob, RunFile
 from registry.domain.base import utcnow
 from registry.errors import Conflict, InvalidInput, NotFound
@@ -53,6 +54,7 @@ async def ingest(
         await store.put(spooled.sha256, spooled.path)
     finally:
         spooled.discard()
+    observability.metrics().upload_bytes.labels("streamed").inc(spooled.size)
     return spooled.sha256, spooled.size
 
 

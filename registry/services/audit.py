@@ -7,13 +7,16 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry import observability
 from registry.domain.auth import AuditEntry
 
 
 async def log(
     session: AsyncSession, *, action: str, actor: str, target: str, details: dict[str, Any] | None = None
 ) -> AuditEntry:
-    entry = AuditEntry(action=action, actor=actor, target=target, details=details or {})
+    entry = AuditEntry(
+        action=action, actor=actor, target=target, details=details or {}, request_id=observability.request_id.get()
+    )
     session.add(entry)
     await session.flush()
     return entry

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from registry import observability
 from registry.domain.events import Event
 from registry.services._sql import dialect
 
@@ -32,7 +33,15 @@ async def record(
     """Append an event row; visible to consumers once the surrounding transaction commits."""
     if dialect(session) == "postgresql":
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": OUTBOX_LOCK_KEY})
-    event = Event(id=f"evt_{uuid.uuid4().hex}", type=type, subject=subject, actor=actor, data=data, model=model)
+    event = Event(
+        id=f"evt_{uuid.uuid4().hex}",
+        type=type,
+        subject=subject,
+        actor=actor,
+        data=data,
+        model=model,
+        request_id=observability.request_id.get(),
+    )
     session.add(event)
     await session.flush()
     session.info["outbox_written"] = True  # the boundary wakes outbox consumers after commit

@@ -21,7 +21,7 @@ from registry.settings import Settings
 from registry.storage import CHUNK_SIZE, blob_key
 
 # HEAD answers a bare 404 (no body to carry a code); GET answers NoSuchKey.
-_MISSING = frozenset({"404", "NoSuchKey", "NotFound"})
+_MISSING = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -143,6 +143,28 @@ class S3BlobStore:
     async def delete(self, digest: str) -> None:
         # DeleteObject on a missing key succeeds, matching the local store's missing_ok.
         await anyio.to_thread.run_sync(lambda: self._client.delete_object(Bucket=self.bucket, Key=self.key_of(digest)))
+
+    async def ensure_bucket(self) -> bool:
+        """Create the bucket if it does not exist; True when this call created it. Replicas starting together
+        may all try: the ones that lose the race find it created (by them, so no error)."""
+        return bool(await anyio.to_thread.run_sync(self._ensure_bucket))
+
+    def _ensure_bucket(self) -> bool:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+            return False
+        except ClientError as exc:
+            if not _is_missing(exc):
+                raise
+        region = self._client.meta.region_name
+        extra = {} if region in (None, "us-east-1") else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        try:
+            self._client.create_bucket(Bucket=self.bucket, **extra)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                return False
+            raise
+        return True
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self._client.close)

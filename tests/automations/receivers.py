@@ -11,6 +11,7 @@ tests started with different settings.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import threading
@@ -68,6 +69,8 @@ class Hit:
     at: float
     """time.time() when the request arrived."""
     status: int
+    request_id: str = ""
+    """``x-request-id``: the API request that recorded the event, if one did."""
 
     @property
     def verified(self) -> bool:
@@ -184,6 +187,7 @@ class Receiver:
                 nth=nth,
                 at=time.time(),
                 status=0,
+                request_id=lower.get("x-request-id", ""),
             )
             reply = self.respond(hit) if verified else Reply(status=401)
             self.hits.append(_with_status(hit, reply.status))
@@ -218,7 +222,7 @@ class Receiver:
 
 
 def _with_status(hit: Hit, status: int) -> Hit:
-    return Hit(hit.id, hit.timestamp, hit.signature, hit.body, hit.verified_with, hit.nth, hit.at, status)
+    return dataclasses.replace(hit, status=status)
 
 
 # -- waiting ----------------------------------------------------------------------------------------------

@@ -116,6 +116,34 @@ def test_body_headers_signature_sequence_and_latency(api: httpx.Client) -> None:
         assert [a["status_code"] for a in delivery["history"]] == [200] and delivery["last_latency_ms"] is not None
 
 
+def test_the_request_id_travels_from_the_api_request_to_the_delivery(api: httpx.Client) -> None:
+    """The id a caller (or its load balancer) sent is stored with the event and sent as ``x-request-id`` with
+    its delivery, so a webhook can be traced back to the request and its log lines; events recorded without
+    a request (none here) or with an unusable id get none or a fresh one."""
+    model = unique("rid")
+    with Receiver() as rec:
+        subscribe(api, rec, ["model.created", "model_version.created"], model=model)
+        made = api.post("/api/v1/models", json={"name": model}, headers={"x-request-id": "deploy-42.build:7"})
+        assert made.status_code == 201 and made.headers["x-request-id"] == "deploy-42.build:7"
+        run = api.post("/api/v1/runs", json={}).json()
+        assert api.put(f"/api/v1/runs/{run['id']}/artifacts/m.bin", content=b"w").status_code == 201
+        changed = api.post(
+            f"/api/v1/models/{model}/versions",
+            json={"run_id": run["id"], "path": "m.bin"},
+            headers={"x-request-id": "not ok: spaces"},
+        )
+        assert changed.status_code == 201
+        fresh = changed.headers["x-request-id"]
+        assert fresh != "not ok: spaces" and len(fresh) == 32
+        wait_until(lambda: len(rec.ids()) == 2, what="2 events")
+    events = {e["type"]: e for e in api.get("/api/v1/events", params={"model": model}).json()["items"]}
+    assert events["model.created"]["request_id"] == "deploy-42.build:7"
+    assert events["model_version.created"]["request_id"] == fresh
+    by_id = {h.id: h for h in rec.verified()}
+    assert by_id[events["model.created"]["id"]].request_id == "deploy-42.build:7"
+    assert by_id[events["model_version.created"]["id"]].request_id == fresh
+
+
 def test_500_is_retried_with_the_same_webhook_id(api: httpx.Client) -> None:
     model = unique("r500")
     with Receiver(respond=lambda hit: Reply(500) if hit.nth <= 2 else Reply(204)) as rec:

@@ -76,11 +76,9 @@ def tables() -> list[Table]:
 
 def head_revision() -> str:
     """The schema revision this code's migrations end at."""
-    from alembic.script import ScriptDirectory
+    from registry import migrations
 
-    from registry.migrations import alembic_config
-
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = migrations.head()
     if head is None:
         raise RuntimeError("no migrations found")
     return head
