@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: str | None = None
     s3_multipart_threshold: int = 64 * 1024 * 1024
+    s3_direct_transfers: bool = True
+    """Hand clients presigned URLs, so blob bytes go between them and the bucket without passing through
+    the registry (which still verifies every digest). Streaming through the server keeps working."""
+    s3_public_endpoint_url: str | None = None
+    """The S3 endpoint as clients reach it, for presigned URLs; default: ``s3_endpoint_url``."""
+    s3_part_bytes: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
+    """Smallest part of a presigned multipart upload (the server raises it to stay within 10,000 parts)."""
+    s3_single_put_max_bytes: int = Field(default=5 * 1024**3, ge=0, le=5 * 1024**3)
+    """Direct uploads up to this size are one PUT that the store checks against the blob's SHA-256 (the
+    registry reads no bytes); larger ones are parallel multipart uploads that the registry reads back to
+    verify. 0: always multipart (for stores that keep no SHA-256 checksum, or for parallel parts)."""
+    s3_presign_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     s3_create_bucket: bool = False
     """Create the bucket of ``blob_store_url`` on start when it does not exist (a fresh compose stack)."""
     migrate_on_start: bool = True

@@ -78,6 +78,7 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
             runs.ExperimentsController,
             runs.RunsController,
             artifacts.BlobsController,
+            artifacts.UploadsController,
             artifacts.RunArtifactsController,
             artifacts.ArtifactVersionsController,
             models.ModelsController,

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from registry import errors
+from registry.client import _direct
 from registry.client._folders import check_destination, make_staging, relative_paths, swap_in
 from registry.client._http import HttpClient
 
@@ -101,6 +102,10 @@ def data_content_type(path: Path) -> str:
 
 
 class RegistryClient(HttpClient):
+    direct: bool | None = None
+    """Blob bytes straight to and from the registry's S3 bucket: None (the default) uses them where the
+    registry offers them, False never (set once a registry said it offers none)."""
+
     # -- experiments and runs -------------------------------------------------------------------------
     def create_experiment(self, name: str, tags: dict[str, str] | None = None) -> dict[str, Any]:
         return dict(self.json("POST", "/api/v1/experiments", json={"name": name, "tags": tags or {}}))
@@ -212,6 +217,14 @@ class RegistryClient(HttpClient):
         return True
 
     def upload_blob(self, local: Path, sha256: str, progress: Progress | None = None) -> None:
+        """Send ``local``'s bytes under ``sha256``: straight to the registry's S3 bucket over presigned URLs
+        when it offers that (blobs from 8 MiB), else streamed through the registry. Either way the registry
+        verifies the digest before the blob exists."""
+        size = local.stat().st_size
+        if size >= _direct.MIN_BYTES and self.direct is not False:
+            if _direct.upload(self, local, sha256, size, progress) is not None:
+                return
+            self.direct = False  # asked once per client: this registry streams
         with open(local, "rb") as handle:
             headers = {
                 "content-length": str(local.stat().st_size),
@@ -219,13 +232,28 @@ class RegistryClient(HttpClient):
             }
             self.request("PUT", f"/api/v1/blobs/{sha256}", content=_read_chunks(handle, progress), headers=headers)
 
-    def _download(self, path: str, dest: Path, *, expected: str | None, progress: Progress | None = None) -> Path:
-        """Stream to ``dest.part``, verify sha256, rename: a failed pull never leaves a corrupt file."""
+    def _download(
+        self,
+        path: str,
+        dest: Path,
+        *,
+        expected: str | None,
+        progress: Progress | None = None,
+        direct_sha256: str | None = None,
+        direct_size: int = 0,
+    ) -> Path:
+        """Stream to ``dest.part``, verify sha256, rename: a failed pull never leaves a corrupt file. With
+        ``direct_sha256``, a blob from 8 MiB comes straight from the S3 bucket when the registry offers it."""
         dest.parent.mkdir(parents=True, exist_ok=True)
         partial = dest.with_name(dest.name + ".part")
         digest = hashlib.sha256()
+        url = None
+        if direct_sha256 is not None and direct_size >= _direct.MIN_BYTES and self.direct is not False:
+            url = _direct.download_url(self, direct_sha256)
+            if url is None:
+                self.direct = False
         try:
-            for response in self.stream_download(path):
+            for response in _direct.stream_url(url) if url else self.stream_download(path):
                 expected = expected or response.headers.get("x-content-sha256")
                 with open(partial, "wb") as handle:
                     for chunk in response.iter_bytes(CHUNK):
@@ -386,6 +414,8 @@ class RegistryClient(HttpClient):
                     staging.joinpath(*rel.parts),
                     expected=f["sha256"],
                     progress=progress,
+                    direct_sha256=f["sha256"],
+                    direct_size=int(f["size"]),
                 )
             swap_in(staging, root)
         finally:

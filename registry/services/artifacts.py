@@ -105,6 +105,10 @@ async def lock_blobs(session: AsyncSession, *, digests: Iterable[str]) -> dict[s
     return {sha: int(size) for sha, size in (await session.execute(query)).all()}
 
 
+async def find_blob(session: AsyncSession, *, sha256: str) -> Blob | None:
+    return await session.get(Blob, sha256)
+
+
 async def get_blob(session: AsyncSession, *, sha256: str) -> Blob:
     blob = await session.get(Blob, sha256)
     if blob is None:

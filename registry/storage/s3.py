@@ -7,6 +7,7 @@ clients are thread-safe, and sharing one keeps a single connection pool).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -19,9 +20,18 @@ from botocore.exceptions import ClientError
 
 from registry.settings import Settings
 from registry.storage import CHUNK_SIZE, blob_key
+from registry.storage.direct import DirectTransfers
 
 # HEAD answers a bare 404 (no body to carry a code); GET answers NoSuchKey.
 _MISSING = frozenset({"404", "NoSuchKey", "NoSuchBucket", "NotFound"})
+
+
+@dataclass(frozen=True, slots=True)
+class DirectSettings:
+    public_endpoint_url: str | None = None
+    part_bytes: int = 64 * 1024 * 1024
+    single_put_max: int = 5 * 1024**3
+    expires_seconds: int = 3600
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -39,6 +49,7 @@ class S3BlobStore:
         access_key_id: str | None = None,
         secret_access_key: str | None = None,
         multipart_threshold: int = 64 * 1024 * 1024,
+        direct: DirectSettings | None = None,
     ) -> None:
         if not bucket:
             raise ValueError("an S3 blob store needs a bucket: s3://bucket/prefix")
@@ -67,6 +78,31 @@ class S3BlobStore:
             config=config,
         )
         self._transfer = TransferConfig(multipart_threshold=multipart_threshold)
+        self.direct: DirectTransfers | None = None
+        """Presigned transfers, when offered (``MODELKEEP_S3_DIRECT_TRANSFERS``)."""
+        if direct is not None:
+            # URLs are signed for the endpoint clients reach, which may not be the one this process uses
+            # (a compose network name, a cluster-internal service).
+            presigner = boto3.session.Session().client(
+                "s3",
+                endpoint_url=direct.public_endpoint_url or endpoint_url,
+                region_name=region,
+                aws_access_key_id=access_key_id,
+                aws_secret_access_key=secret_access_key,
+                # SigV4 (boto3 may presign with the retired V2 for custom endpoints), so that the
+                # x-amz-checksum-sha256 header is signed into the URL and cannot be left out or changed.
+                config=config.merge(Config(signature_version="s3v4")),
+            )
+            self.direct = DirectTransfers(
+                client=self._client,
+                presigner=presigner,
+                bucket=self.bucket,
+                prefix=self.prefix,
+                key_of=self.key_of,
+                part_bytes=direct.part_bytes,
+                single_put_max=direct.single_put_max,
+                expires_seconds=direct.expires_seconds,
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> S3BlobStore:
@@ -82,6 +118,14 @@ class S3BlobStore:
             access_key_id=settings.s3_access_key_id,
             secret_access_key=settings.s3_secret_access_key,
             multipart_threshold=settings.s3_multipart_threshold,
+            direct=DirectSettings(
+                public_endpoint_url=settings.s3_public_endpoint_url,
+                part_bytes=settings.s3_part_bytes,
+                single_put_max=settings.s3_single_put_max_bytes,
+                expires_seconds=settings.s3_presign_seconds,
+            )
+            if settings.s3_direct_transfers
+            else None,
         )
 
     def key_of(self, digest: str) -> str:

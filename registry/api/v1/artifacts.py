@@ -9,19 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, head, post, put
+from litestar import Controller, Request, Response, delete, get, head, post, put
 from litestar.response import Stream
 
+from registry import observability
 from registry.api._bytes import blob_response, ingest
 from registry.api.security import WRITER
 from registry.api.v1._common import NonNegativeInt64, id_or_404, iso, raw_tail
 from registry.db import Database
 from registry.domain.artifacts import ArtifactVersion
+from registry.errors import Conflict, InvalidInput, PayloadTooLarge
 from registry.services import artifacts, names, runs
 from registry.services.artifacts import ManifestEntry
 from registry.services.auth import Actor
 from registry.settings import Settings
 from registry.storage import BlobStore
+from registry.storage.direct import DirectTransfers
 
 
 class FileOut(msgspec.Struct):
@@ -92,6 +95,135 @@ class BlobsController(Controller):
         async with db.read() as session:
             blob = await artifacts.get_blob(session, sha256=artifacts.check_digest(sha256))
         return await blob_response(store, blob.sha256, blob.size)
+
+    @get("/{sha256:str}/url")
+    async def blob_url(self, sha256: str, db: Database, store: BlobStore) -> BlobUrlOut:
+        """A presigned GET of the blob's bytes straight from the S3 bucket (409 ``direct_unavailable`` on a
+        store that has none: download ``GET /blobs/{sha256}`` instead)."""
+        transfers = direct_transfers(store)
+        async with db.read() as session:
+            blob = await artifacts.get_blob(session, sha256=artifacts.check_digest(sha256))
+        url, expires_at = transfers.download_url(blob.sha256)
+        return BlobUrlOut(url=url, sha256=blob.sha256, size=blob.size, expires_at=iso(expires_at) or "")
+
+
+class UploadIn(msgspec.Struct, forbid_unknown_fields=True):
+    sha256: str
+    size: NonNegativeInt64
+
+
+class PartOut(msgspec.Struct):
+    number: int
+    url: str
+    size: int
+
+
+class UploadOut(msgspec.Struct):
+    sha256: str
+    size: int
+    exists: bool
+    """True when the registry already holds these bytes: nothing to send."""
+    upload_id: str | None = None
+    mode: str | None = None
+    part_size: int | None = None
+    parts: list[PartOut] = []
+    headers: dict[str, str] = {}
+    expires_at: str | None = None
+
+
+class PartDone(msgspec.Struct, forbid_unknown_fields=True):
+    number: int
+    etag: str
+
+
+class CompleteIn(msgspec.Struct, forbid_unknown_fields=True):
+    sha256: str
+    size: NonNegativeInt64
+    parts: list[PartDone] = []
+
+
+class UploadDone(msgspec.Struct):
+    sha256: str
+    size: int
+    verified_by: str
+    """``store-checksum`` (the store checked the SHA-256 as the bytes arrived) or ``read-back`` (the registry
+    read the uploaded object and hashed it)."""
+
+
+class BlobUrlOut(msgspec.Struct):
+    url: str
+    sha256: str
+    size: int
+    expires_at: str
+
+
+def direct_transfers(store: BlobStore) -> DirectTransfers:
+    transfers = getattr(store, "direct", None)
+    if not isinstance(transfers, DirectTransfers):
+        raise Conflict(
+            "this registry offers no direct transfers (its blob store is not S3, or "
+            "MODELKEEP_S3_DIRECT_TRANSFERS is off): send the bytes to PUT /api/v1/blobs/{sha256}",
+            code="direct_unavailable",
+        )
+    return transfers
+
+
+class UploadsController(Controller):
+    """Direct uploads to S3 over presigned URLs (see ``registry.storage.direct``): start one, PUT the bytes
+    to the URLs it lists (with its ``headers``), then complete it; the registry verifies the sha256 before
+    the blob exists."""
+
+    path = "/uploads"
+    guards = WRITER
+
+    @post("/", status_code=201)
+    async def start_upload(self, data: UploadIn, db: Database, store: BlobStore, settings: Settings) -> UploadOut:
+        sha256 = artifacts.check_digest(data.sha256)
+        if data.size > settings.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"{data.size} bytes is more than the configured limit (MODELKEEP_MAX_UPLOAD_BYTES)", field="size"
+            )
+        transfers = direct_transfers(store)
+        async with db.read() as session:
+            known = await artifacts.find_blob(session, sha256=sha256)
+        if known is not None and await store.exists(sha256):
+            return UploadOut(sha256=sha256, size=known.size, exists=True)
+        plan = await transfers.plan(sha256=sha256, size=data.size)
+        return UploadOut(
+            sha256=sha256,
+            size=data.size,
+            exists=False,
+            upload_id=plan.upload_id,
+            mode=plan.mode,
+            part_size=plan.part_size,
+            parts=[PartOut(number=p.number, url=p.url, size=p.size) for p in plan.parts],
+            headers=plan.headers,
+            expires_at=iso(plan.expires_at),
+        )
+
+    @post("/{upload_id:str}/complete", status_code=201)
+    async def complete_upload(
+        self, upload_id: str, data: CompleteIn, db: Database, store: BlobStore, settings: Settings
+    ) -> UploadDone:
+        """Verify the uploaded bytes (size and sha256) and record the blob. 400 ``digest_mismatch`` or
+        ``size_mismatch`` when they are not what was declared: the bytes are deleted, nothing is recorded."""
+        sha256 = artifacts.check_digest(data.sha256)
+        transfers = direct_transfers(store)
+        etags = {p.number: p.etag for p in data.parts}
+        if len(etags) != len(data.parts):
+            raise InvalidInput("each part number once", field="parts")
+        verified = await transfers.complete(upload_id=upload_id, sha256=sha256, size=data.size, etags=etags or None)
+        observability.metrics().upload_bytes.labels("direct").inc(verified.size)
+        async with db.write() as session:
+            await artifacts.record_blob(session, sha256=sha256, size=verified.size, store=store)
+        return UploadDone(
+            sha256=sha256, size=verified.size, verified_by="read-back" if verified.read_back else "store-checksum"
+        )
+
+    @delete("/{upload_id:str}", status_code=204)
+    async def abort_upload(self, upload_id: str, store: BlobStore) -> None:
+        """Give up an upload: its parts and staged bytes are deleted."""
+        await direct_transfers(store).abort(upload_id)
 
 
 class RunArtifactsController(Controller):

@@ -76,7 +76,7 @@ def test_audit_is_for_admins(cli: Cli, api_tokens: Tokens, tmp_path: Path) -> No
     entries = cli.json("audit", "--action", "gate_policy.set", token=api_tokens.admin)
     mine = [e for e in entries if e["target"] == f"{model}@production"]
     assert len(mine) == 2 and mine[0]["actor"] == "test-maintainer"
-    assert set(mine[0]) == {"id", "action", "actor", "target", "details", "created_at"}
+    assert set(mine[0]) == {"id", "action", "actor", "target", "details", "created_at", "request_id"}
     after = cli.json("audit", "--after", str(mine[0]["id"]), "--limit", "1", token=api_tokens.admin)
     assert len(after) == 1 and after[0]["id"] > mine[0]["id"]
 
