@@ -204,6 +204,12 @@ async def collect_garbage(db: Database, settings: Settings) -> str | None:
     store = open_store(settings)
     try:
         report = await collect(db, store, grace=timedelta(hours=settings.gc_grace_hours))
+        # Direct uploads to S3 that were started and never completed (registry.storage.direct).
+        direct = getattr(store, "direct", None)
+        abandoned = await direct.sweep() if direct is not None else 0
     finally:
         await store.close()
-    return f"reclaimed {report.blobs} blobs ({report.bytes} bytes)" if report.blobs else None
+    done = [f"reclaimed {report.blobs} blobs ({report.bytes} bytes)"] if report.blobs else []
+    if abandoned:
+        done.append(f"removed {abandoned} abandoned direct upload(s)")
+    return "; ".join(done) or None

@@ -263,6 +263,29 @@ class DirectTransfers:
 
         await anyio.to_thread.run_sync(run)
 
+    async def sweep(self) -> int:
+        """Abort multipart uploads and delete staged objects that were started more than an hour past the
+        URLs' expiry ago (their client gave up or died); returns how many. Run by the storage collection."""
+        return await anyio.to_thread.run_sync(self._sweep)
+
+    def _sweep(self) -> int:
+        cutoff = datetime.now(UTC) - timedelta(seconds=self.expires + 3600)
+        staging = self._stage_key("")
+        removed = 0
+        for page in self._client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=staging):
+            for found in page.get("Uploads", []):
+                if found["Initiated"] < cutoff:
+                    self._client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=found["Key"], UploadId=found["UploadId"]
+                    )
+                    removed += 1
+        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=staging):
+            for found in page.get("Contents", []):
+                if found["LastModified"] < cutoff:
+                    self._client.delete_object(Bucket=self.bucket, Key=found["Key"])
+                    removed += 1
+        return removed
+
     # -- downloads -------------------------------------------------------------------------------------------
     def download_url(self, sha256: str, *, filename: str | None = None) -> tuple[str, datetime]:
         """A presigned GET of the blob (no network call: signing is local)."""

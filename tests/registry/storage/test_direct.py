@@ -321,3 +321,34 @@ def test_the_sdk_streams_where_the_registry_offers_no_direct_transfers(
 
 def test_the_local_store_type_has_no_direct_transfers(tmp_path: Path) -> None:
     assert getattr(LocalBlobStore(tmp_path), "direct", None) is None
+
+
+async def test_the_collection_sweeps_abandoned_uploads_but_no_blobs(multipart: Api, s3_server: S3Server) -> None:
+    kept = os.urandom(6 * MiB)
+    plan = await multipart.start(sha(kept), len(kept))
+    responses = put_parts(plan, kept)
+    done = await multipart.client.post(
+        f"/api/v1/uploads/{plan['upload_id']}/complete",
+        json={"sha256": sha(kept), "size": len(kept), "parts": etags(plan, responses)},
+    )
+    assert done.status_code == 201
+    abandoned = os.urandom(6 * MiB)
+    put_parts(await multipart.start(sha(abandoned), len(abandoned)), abandoned)  # never completed
+    staged_single = make_store(s3_server, multipart.prefix, direct=DirectSettings())
+    assert staged_single.direct is not None
+    small = os.urandom(1000)
+    plan = await staged_single.direct.plan(sha256=sha(small), size=len(small))
+    assert httpx.put(plan.parts[0].url, content=small, headers=plan.headers).status_code == 200  # noqa: ASYNC210
+    assert len(multipart.keys()) == 2  # the blob and the staged single PUT (parts are not listed as objects)
+
+    # A sweep now spares them: they are younger than the URLs' expiry plus an hour.
+    assert await staged_single.direct.sweep() == 0
+    # One whose URLs expired long ago (here: a cutoff in the future) removes both, and never the blob.
+    late = make_store(s3_server, multipart.prefix, direct=DirectSettings(expires_seconds=-3605))
+    assert late.direct is not None
+    assert await late.direct.sweep() == 2
+    assert multipart.keys() == [f"{multipart.prefix}/{blob_key(sha(kept))}"]
+    uploads = s3_server.client().list_multipart_uploads(Bucket=s3_server.bucket, Prefix=f"{multipart.prefix}/")
+    assert uploads.get("Uploads", []) == []
+    await staged_single.close()
+    await late.close()
