@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from automations.aiohttp_sender import AiohttpSender
 from automations.sender import EXCERPT_BYTES, ConnectFailed, Reply, SendError, StreamSender, Target
 from tests.automations.receivers import Receiver
 
@@ -81,29 +82,37 @@ def target(server: RawServer, path: str = "/hook", *, host: str = "127.0.0.1", s
 
 
 HEADERS = {"content-type": "application/json", "webhook-id": "evt_1"}
+SenderClass = type[StreamSender] | type[AiohttpSender]
 
 
-async def test_keep_alive_connections_are_reused() -> None:
+@pytest.fixture(params=[StreamSender, AiohttpSender], ids=["stream", "aiohttp"])
+def make(request: pytest.FixtureRequest) -> SenderClass:
+    """Each test runs against both senders: the hand-written one and the one on aiohttp's client."""
+    cls: SenderClass = request.param
+    return cls
+
+
+async def test_keep_alive_connections_are_reused(make: SenderClass) -> None:
     async with serving(reply(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")) as server:
-        sender = StreamSender()
+        sender = make()
         for _ in range(5):
             got = await sender.post(target(server), HEADERS, b"{}")
             assert (got.status, got.excerpt) == (200, b"ok")
         await sender.aclose()
     assert server.connections == 1 and len(server.requests) == 5
     first = server.requests[0].decode()
-    assert first.startswith("POST /hook HTTP/1.1\r\n") and f"host: 127.0.0.1:{server.port}\r\n" in first
-    assert "content-length: 2\r\n" in first and first.endswith("\r\n\r\n{}")
+    assert first.startswith("POST /hook HTTP/1.1\r\n") and f"host: 127.0.0.1:{server.port}\r\n" in first.lower()
+    assert "content-length: 2\r\n" in first.lower() and first.endswith("\r\n\r\n{}")
 
 
-async def test_chunked_body_interim_response_and_retry_after() -> None:
+async def test_chunked_body_interim_response_and_retry_after(make: SenderClass) -> None:
     raw = (
         b"HTTP/1.1 100 Continue\r\n\r\n"
         b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 7\r\ntransfer-encoding: chunked\r\n\r\n"
         b"5\r\nbusy \r\n4;ext=1\r\nnow!\r\n0\r\nx-trailer: 1\r\n\r\n"
     )
     async with serving(reply(raw)) as server:
-        sender = StreamSender()
+        sender = make()
         got = await sender.post(target(server), HEADERS, b"{}")
         again = await sender.post(target(server), HEADERS, b"{}")
         await sender.aclose()
@@ -112,7 +121,7 @@ async def test_chunked_body_interim_response_and_retry_after() -> None:
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked", "until-close"])
-async def test_long_bodies_are_cut_to_the_excerpt_and_the_connection_dropped(framing: str) -> None:
+async def test_long_bodies_are_cut_to_the_excerpt_and_the_connection_dropped(make: SenderClass, framing: str) -> None:
     body = b"x" * (EXCERPT_BYTES * 8)
     if framing == "content-length":
         raw = b"HTTP/1.1 500 Oops\r\ncontent-length: %d\r\n\r\n" % len(body) + body
@@ -122,7 +131,7 @@ async def test_long_bodies_are_cut_to_the_excerpt_and_the_connection_dropped(fra
     else:
         raw = b"HTTP/1.1 500 Oops\r\n\r\n" + body
     async with serving(reply(raw, keep=framing != "until-close")) as server:
-        sender = StreamSender()
+        sender = make()
         for _ in range(2):
             got = await sender.post(target(server), HEADERS, b"{}")
             assert got.status == 500 and got.excerpt == b"x" * EXCERPT_BYTES
@@ -130,9 +139,9 @@ async def test_long_bodies_are_cut_to_the_excerpt_and_the_connection_dropped(fra
     assert server.connections == 2
 
 
-async def test_a_connection_closed_while_idle_is_replaced_transparently() -> None:
+async def test_a_connection_closed_while_idle_is_replaced_transparently(make: SenderClass) -> None:
     async with serving(reply(b"HTTP/1.1 204 No Content\r\n\r\n", keep=False)) as server:
-        sender = StreamSender()
+        sender = make()
         for _ in range(3):
             assert (await sender.post(target(server), HEADERS, b"{}")).status == 204
             await asyncio.sleep(0.05)  # the server's close arrives
@@ -140,13 +149,13 @@ async def test_a_connection_closed_while_idle_is_replaced_transparently() -> Non
     assert server.connections == 3 and len(server.requests) == 3
 
 
-async def test_http_1_0_and_connection_close_are_honoured() -> None:
+async def test_http_1_0_and_connection_close_are_honoured(make: SenderClass) -> None:
     for raw in (
         b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
     ):
         async with serving(reply(raw)) as server:  # the server would keep the connection; the answer says not to
-            sender = StreamSender()
+            sender = make()
             for _ in range(2):
                 assert (await sender.post(target(server), HEADERS, b"{}")).status == 200
             await sender.aclose()
@@ -163,22 +172,22 @@ async def test_http_1_0_and_connection_close_are_honoured() -> None:
         (b"", "closed the connection without answering"),
     ],
 )
-async def test_broken_answers_are_send_errors(raw: bytes, message: str) -> None:
+async def test_broken_answers_are_send_errors(make: SenderClass, raw: bytes, message: str) -> None:
     async with serving(reply(raw, keep=False)) as server:
-        sender = StreamSender()
+        sender = make()
         with pytest.raises(SendError, match=message):
             await sender.post(target(server), HEADERS, b"{}")
         await sender.aclose()
 
 
-async def test_no_more_than_per_host_connections_to_one_destination() -> None:
+async def test_no_more_than_per_host_connections_to_one_destination(make: SenderClass) -> None:
     async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
         await asyncio.sleep(0.05)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
         return True
 
     async with serving(slow) as server:
-        sender = StreamSender(per_host=3)
+        sender = make(per_host=3)
 
         async def one() -> Reply:
             async with sender.reserve(f"http://127.0.0.1:{server.port}/hook"):
@@ -189,11 +198,11 @@ async def test_no_more_than_per_host_connections_to_one_destination() -> None:
     assert {r.status for r in replies} == {200} and server.most_in_flight == 3 and server.connections == 3
 
 
-async def test_a_burst_does_not_overflow_a_small_listen_backlog() -> None:
+async def test_a_burst_does_not_overflow_a_small_listen_backlog(make: SenderClass) -> None:
     """A threaded receiver with Python's default backlog of 5: opening dozens of connections at once would
     have the kernel drop some, and TCP retries those only after a second."""
     with Receiver() as receiver:
-        sender = StreamSender(per_host=32)
+        sender = make(per_host=32)
 
         async def one() -> float:
             async with sender.reserve(receiver.url):
@@ -208,7 +217,7 @@ async def test_a_burst_does_not_overflow_a_small_listen_backlog() -> None:
     assert len(receiver.snapshot()) == 64
 
 
-async def test_a_receiver_that_answers_slowly_still_gets_its_connections() -> None:
+async def test_a_receiver_that_answers_slowly_still_gets_its_connections(make: SenderClass) -> None:
     release, all_held = asyncio.Event(), asyncio.Event()
 
     async def held(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> bool:
@@ -219,7 +228,7 @@ async def test_a_receiver_that_answers_slowly_still_gets_its_connections() -> No
         return True
 
     async with serving(held) as server:
-        sender = StreamSender(per_host=32)
+        sender = make(per_host=32)
         sends = [asyncio.create_task(sender.post(target(server), HEADERS, b"{}")) for _ in range(12)]
         async with asyncio.timeout(3):  # none answered yet, all twelve sent: 40 new connections a second
             await all_held.wait()
@@ -229,9 +238,9 @@ async def test_a_receiver_that_answers_slowly_still_gets_its_connections() -> No
         await sender.aclose()
 
 
-async def test_line_breaks_in_headers_are_refused_and_the_path_is_encoded() -> None:
+async def test_line_breaks_in_headers_are_refused_and_the_path_is_encoded(make: SenderClass) -> None:
     async with serving(reply(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")) as server:
-        sender = StreamSender()
+        sender = make()
         with pytest.raises(SendError, match="line break"):
             await sender.post(target(server), {"x-evil": "a\r\nhost: elsewhere"}, b"{}")
         await sender.post(target(server, "/a b/ü?q=1 2"), HEADERS, b"{}")
@@ -239,11 +248,11 @@ async def test_line_breaks_in_headers_are_refused_and_the_path_is_encoded() -> N
     assert server.requests[-1].startswith(b"POST /a%20b/%C3%BC?q=1%202 HTTP/1.1\r\n")
 
 
-async def test_refused_connection_is_connect_failed() -> None:
+async def test_refused_connection_is_connect_failed(make: SenderClass) -> None:
     async with serving(reply(b"")) as server:
         port = server.port
     with pytest.raises(ConnectFailed):
-        await StreamSender().post(Target.of(f"http://127.0.0.1:{port}/"), HEADERS, b"{}")
+        await make().post(Target.of(f"http://127.0.0.1:{port}/"), HEADERS, b"{}")
 
 
 # -- TLS: connect to the pinned address, verify the certificate against the URL's name --------------------------
@@ -291,13 +300,15 @@ def _certificates(folder: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-async def test_tls_is_verified_against_the_name_while_connecting_to_the_pinned_address(tmp_path: Path) -> None:
+async def test_tls_is_verified_against_the_name_while_connecting_to_the_pinned_address(
+    make: SenderClass, tmp_path: Path
+) -> None:
     server_tls, client_tls = _certificates(tmp_path)
     async with serving(reply(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"), tls=server_tls) as server:
-        sender = StreamSender(ssl_context=client_tls)
+        sender = make(ssl_context=client_tls)
         # receiver.test resolves nowhere: the connection goes to the pinned 127.0.0.1, SNI and Host say the name.
         ok = await sender.post(target(server, host="receiver.test", scheme="https"), HEADERS, b"{}")
-        assert ok.status == 200 and f"host: receiver.test:{server.port}\r\n".encode() in server.requests[0]
+        assert ok.status == 200 and f"host: receiver.test:{server.port}\r\n".encode() in server.requests[0].lower()
         with pytest.raises(ConnectFailed, match="certificate"):
             await sender.post(target(server, host="other.test", scheme="https"), HEADERS, b"{}")
         await sender.aclose()
