@@ -120,8 +120,6 @@ def serve(
     # trigger secrets), as PostgreSQL's server does; folders that exist keep their modes.
     os.umask(0o077)
     settings = _settings(data_dir, database_url, blob_store_url, host, port, create=False)
-    # Before any metric exists here or in a worker: every process of this server writes its samples there.
-    observability.prepare_multiprocess(settings.data_dir)
     if settings.log_format == "json":
         from registry.api.app import configure_logging
 
@@ -131,6 +129,8 @@ def serve(
     sock = listen(settings.host, settings.port)
     try:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Before any metric exists here or in a worker: every process of this server writes its samples there.
+        observability.prepare_multiprocess(settings.data_dir)
         token = asyncio.run(_prepare(settings))
         if token:
             out.print(f"[bold]Created the first admin token (shown only once):[/bold]\n{token}", highlight=False)
