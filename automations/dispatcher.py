@@ -44,7 +44,7 @@ class Dispatcher:
         self.me = settings.instance
         self.lock = timedelta(seconds=settings.webhook_lock_seconds)
         concurrency = settings.dispatcher_concurrency
-        self._sender = sender or make_sender(settings.webhook_sender, per_host=min(PER_HOST, concurrency))
+        self._sender = sender or StreamSender(per_host=min(PER_HOST, concurrency))
         self._wake = asyncio.Event()
         self._refill = False
         """The wake-up is for room to claim more deliveries (no point in waiting for more commits)."""
@@ -194,11 +194,3 @@ def observe(item: delivery.Claimed, outcome: delivery.Outcome) -> None:
     m.delivery_seconds.observe(outcome.duration_ms / 1000)
     if outcome.ok and item.event_created_at is not None:
         m.delivery_lag.observe(max(0.0, (utcnow() - item.event_created_at).total_seconds()))
-
-
-def make_sender(kind: str, *, per_host: int) -> Sender:
-    if kind == "aiohttp":
-        from automations.aiohttp_sender import AiohttpSender
-
-        return AiohttpSender(per_host=per_host)
-    return StreamSender(per_host=per_host)

@@ -8,6 +8,16 @@ per request in its pool bookkeeping, which capped delivery at ~200/s on two core
 (bench/results/webhooks.md); a webhook needs only this much of HTTP. ``HttpxSender`` adapts an
 ``httpx.AsyncClient`` (custom transports, tests).
 
+StreamSender stays, against aiohttp's client, on measurement. ``AiohttpSender`` (commit 7faf4a8: a
+``TCPConnector`` with ``limit_per_host``, a resolver answering only the SSRF-approved addresses, TLS checked
+against the host name, excerpt reads) was run against it in one interleaved run on PostgreSQL
+(bench/results/webhooks-aiohttp-ab.md, 2,000 events x 4 receivers, twice each): drained 681 and 749
+deliveries/s against 648 and 976 for this one, live p99 173 and 230 ms against 226 and 163 ms. It reached
+neither target set for replacing this sender (>= 1,000/s drained, live p99 < 100 ms), and it failed this
+module's tests in one way that matters: a burst of 64 deliveries to a receiver with Python's default listen
+backlog of 5 took up to 1.9 s (SYNs dropped and retried after a second), because aiohttp opens every
+allowed connection at once where ``_acquire`` paces openings per destination.
+
 Both connect to ``Target.addresses`` (the addresses the SSRF check approved) when there are any, never to the
 name again, and still send the name in ``Host`` and verify TLS certificates against it (SNI). Deadlines are
 the caller's (``delivery.send`` bounds the whole attempt).

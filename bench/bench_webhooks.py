@@ -193,7 +193,7 @@ class Server:
             self.process.kill()
 
 
-def serve(database_url: str, work: Path, *, dispatcher: bool, name: str, sender: str = "stream") -> Server:
+def serve(database_url: str, work: Path, *, dispatcher: bool, name: str) -> Server:
     port = free_port()
     log = work / f"{name}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MODELKEEP_")}
@@ -204,7 +204,6 @@ def serve(database_url: str, work: Path, *, dispatcher: bool, name: str, sender:
         MODELKEEP_WEBHOOK_ALLOW_HOSTS="127.0.0.1,localhost",
         MODELKEEP_DISPATCHER_ENABLED="true" if dispatcher else "false",
         MODELKEEP_INSTANCE_NAME=name,
-        MODELKEEP_WEBHOOK_SENDER=sender,
     )
     with open(log, "wb") as sink:
         process = subprocess.Popen(
@@ -330,8 +329,7 @@ def analyse(
     )
 
 
-def bench_backend(backend: str, args: argparse.Namespace, receivers: Receivers, sender: str = "stream") -> list[Phase]:
-    label = backend if sender == "stream" else f"{backend}, {sender}"
+def bench_backend(backend: str, args: argparse.Namespace, receivers: Receivers) -> list[Phase]:
     work = Path(tempfile.mkdtemp(prefix=f"bench-webhooks-{backend}-"))
     database_url, pg_name = fresh_database(backend, work, args.pg_url)
     servers: list[Server] = []
@@ -347,11 +345,11 @@ def bench_backend(backend: str, args: argparse.Namespace, receivers: Receivers, 
         writer.stop()
         servers.remove(writer)
         receivers.dump()
-        dispatcher = serve(database_url, work, dispatcher=True, name="dispatcher", sender=sender)
+        dispatcher = serve(database_url, work, dispatcher=True, name="dispatcher")
         servers.append(dispatcher)
         wait_for(receivers, expected, timeout=600)
         time.sleep(1)
-        drain = analyse(label, "drain (backlog)", receivers.dump(), secrets, args.events, None)
+        drain = analyse(backend, "drain (backlog)", receivers.dump(), secrets, args.events, None)
 
         # Live: events made while the dispatcher runs.
         took = asyncio.run(
@@ -359,7 +357,7 @@ def bench_backend(backend: str, args: argparse.Namespace, receivers: Receivers, 
         )
         wait_for(receivers, expected, timeout=600)
         time.sleep(1)
-        live = analyse(label, "live burst", receivers.dump(), secrets, args.events, args.events / took)
+        live = analyse(backend, "live burst", receivers.dump(), secrets, args.events, args.events / took)
         return [drain, live]
     finally:
         for server in servers:
@@ -475,7 +473,6 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--receivers", type=int, default=4)
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--senders", default="stream", help="dispatcher HTTP clients to compare: stream,aiohttp")
     parser.add_argument(
         "--pg-url", default=os.environ.get("MODELKEEP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )
@@ -493,8 +490,7 @@ def main() -> int:
     ceiling: list[tuple[str, float, float]] = []
     try:
         for backend in args.backends.split(","):
-            for sender in args.senders.split(","):  # interleaved per backend, so drift hits both alike
-                phases += bench_backend(backend.strip(), args, receivers, sender.strip())
+            phases += bench_backend(backend.strip(), args, receivers)
         if args.ceiling:
             ceiling = sender_ceiling(receivers, args.ceiling)
     finally:

@@ -92,9 +92,6 @@ class Settings(BaseSettings):
     )
     """Seconds before each attempt (the first is immediate); about 3 days in all, ±10% jitter."""
     webhook_timeout_seconds: float = 15.0
-    webhook_sender: Literal["stream", "aiohttp"] = "stream"
-    """The dispatcher's HTTP client: ``stream`` (``automations.sender.StreamSender``) or ``aiohttp``
-    (``automations.aiohttp_sender``); bench/bench_webhooks.py compares them."""
     webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """What webhooks may reach besides public https: host names, IP addresses and CIDR ranges, comma-separated
     (``127.0.0.1,localhost,10.0.0.0/8``). A host named here may use http and resolve to any address; an address

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from automations.aiohttp_sender import AiohttpSender
 from automations.sender import EXCERPT_BYTES, ConnectFailed, Reply, SendError, StreamSender, Target
 from tests.automations.receivers import Receiver
 
@@ -82,14 +81,12 @@ def target(server: RawServer, path: str = "/hook", *, host: str = "127.0.0.1", s
 
 
 HEADERS = {"content-type": "application/json", "webhook-id": "evt_1"}
-SenderClass = type[StreamSender] | type[AiohttpSender]
+SenderClass = type[StreamSender]
 
 
-@pytest.fixture(params=[StreamSender, AiohttpSender], ids=["stream", "aiohttp"])
-def make(request: pytest.FixtureRequest) -> SenderClass:
-    """Each test runs against both senders: the hand-written one and the one on aiohttp's client."""
-    cls: SenderClass = request.param
-    return cls
+@pytest.fixture
+def make() -> SenderClass:
+    return StreamSender
 
 
 async def test_keep_alive_connections_are_reused(make: SenderClass) -> None:
