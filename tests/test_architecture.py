@@ -43,6 +43,7 @@ def offenders(package: str, forbidden: tuple[str, ...]) -> list[str]:
         ("registry/services", ("registry.api", "registry.cli", "registry.client", "litestar", "httpx", "typer")),
         ("registry/storage", ("registry.services", "registry.api", "registry.cli", "litestar")),
         ("registry/api", ("sqlalchemy", "registry.cli", "registry.client", "typer")),
+        ("registry/ui", ("sqlalchemy", "registry.cli", "registry.client", "typer")),
         (
             "registry/client",
             (

@@ -17,7 +17,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 import registry
 from monitoring.workers import ProfilePool
-from registry import _libc, observability
+from registry import _libc, observability, ui
 from registry.api import mlflow
 from registry.api.errors import EXCEPTION_HANDLERS, document_errors
 from registry.api.security import ROLE_GUARDS, TokenCache, authenticate, current_actor
@@ -90,7 +90,15 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
         security=[{"bearer": []}],
     )
     app = Litestar(
-        route_handlers=[system.health, system.metrics, api_v1, automations.hooks_router, *mlflow.routers()],
+        route_handlers=[
+            system.health,
+            system.metrics,
+            api_v1,
+            automations.hooks_router,
+            *mlflow.routers(),
+            *ui.route_handlers(),
+        ],
+        template_config=ui.template_config(),
         dependencies={
             "db": Provide(lambda: database, sync_to_thread=False),
             "store": Provide(lambda: blobs, sync_to_thread=False),
@@ -111,6 +119,8 @@ def create_app(settings: Settings, *, db: Database | None = None, store: BlobSto
             title="Modelkeep registry",
             version=registry.__version__,
             path="/schema",
+            # Swagger UI from the bundled files: the docs work where the internet is out of reach.
+            render_plugins=ui.openapi_render_plugins(),
             components=Components(
                 security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", description="API token")}
             ),

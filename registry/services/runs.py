@@ -332,6 +332,31 @@ async def metric_history(
     return list(rows)
 
 
+@dataclass(frozen=True, slots=True)
+class MetricSeries:
+    """One metric's whole history as columns, in step order (then time): what a chart reads."""
+
+    steps: list[int]
+    timestamps: list[int]
+    values: list[float]
+
+
+async def metric_series(session: AsyncSession, *, run_id: str, key: str) -> MetricSeries:
+    """Every point of ``key`` on the run, as columns. Rows are read as plain tuples, not an ORM object per
+    point: a chart reads whole histories, which run to millions of points. Raises NotFound for an unknown run."""
+    await get(session, run_id=run_id)
+    rows = await session.execute(
+        select(Metric.step, Metric.timestamp, Metric.value)
+        .where(Metric.run_id == run_id, Metric.key == key)
+        .order_by(Metric.step, Metric.timestamp, Metric.id)
+    )
+    found = rows.all()
+    if not found:
+        return MetricSeries(steps=[], timestamps=[], values=[])
+    steps, timestamps, values = zip(*found, strict=True)
+    return MetricSeries(steps=list(steps), timestamps=list(timestamps), values=list(values))
+
+
 async def record_input(
     session: AsyncSession, *, run_id: str, artifact: ArtifactVersion, context: str | None = None
 ) -> None:

@@ -124,6 +124,22 @@ async def authenticate_with_expiry(
     token = await session.scalar(select(ApiToken).where(ApiToken.prefix == parts[1]))
     if token is None or not hmac.compare_digest(token.token_hash, _digest(raw)):
         raise Unauthenticated("unknown token")
+    return _still_valid(token, now)
+
+
+async def by_id(
+    session: AsyncSession, *, token_id: int, now: datetime | None = None
+) -> tuple[ApiToken, Actor, float | None]:
+    """A token that is still valid, by id (a signed-in web session names its token this way), with its actor
+    and the seconds until it expires. Raises Unauthenticated for an unknown, revoked or expired token."""
+    token = await session.get(ApiToken, token_id)
+    if token is None:
+        raise Unauthenticated("unknown token")
+    actor, expires_in = _still_valid(token, now)
+    return token, actor, expires_in
+
+
+def _still_valid(token: ApiToken, now: datetime | None) -> tuple[Actor, float | None]:
     if token.revoked_at is not None:
         raise Unauthenticated(f"token {token.name!r} was revoked")
     current = now or utcnow()

@@ -1,0 +1,67 @@
+"""UI fixtures: the app in-process with a cookie jar per client (sessions are cookies, not bearer headers), and
+a sign-in helper."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from litestar import Litestar
+
+from registry.api.app import create_app
+from registry.db import Database
+from registry.settings import Settings
+from registry.storage.local import LocalBlobStore
+from tests.conftest import Tokens
+from tests.ui.seed import Seeded, seed
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture(scope="session")
+def ui_app(db: Database, settings: Settings) -> Litestar:
+    return create_app(settings, db=db, store=LocalBlobStore(settings.data_dir / "blobs"))
+
+
+@pytest.fixture
+async def browser_less(ui_app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the in-process app with its own cookies, signed in as nobody."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ui_app), base_url="http://registry") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def seeded(ui_app: Litestar, api_tokens: Tokens) -> Seeded:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=ui_app), base_url="http://registry") as client:
+        return await seed(client, api_tokens.admin)
+
+
+async def sign_in(client: httpx.AsyncClient, token: str, *, next_url: str = "/ui/") -> httpx.Response:
+    """Sign ``client`` in through the form, as a browser does; returns the answer to the form post."""
+    form = await client.get("/ui/sign-in")
+    found = CSRF.search(form.text)
+    assert found is not None
+    return await client.post("/ui/sign-in", data={"csrf": found.group(1), "token": token, "next": next_url})
+
+
+def csrf_of(page: httpx.Response) -> str:
+    found = CSRF.search(page.text)
+    assert found is not None, page.text[:500]
+    return found.group(1)
+
+
+def session_cookie(response: httpx.Response) -> str | None:
+    for header in response.headers.get_list("set-cookie"):
+        if header.startswith("mk_session="):
+            return header
+    return None
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    folder = Path(__file__).resolve().parent / "screenshots"
+    folder.mkdir(exist_ok=True)
+    return folder

@@ -1,0 +1,270 @@
+"""The UI in a real browser (Debian's chromium driven by Playwright) against a real `registry serve`, on
+SQLite and PostgreSQL. Each test leaves a screenshot of the pages it checks in tests/ui/screenshots/."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import httpx
+import pytest
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+
+from tests.conftest import LiveServer, Tokens, bearer
+from tests.ui.seed import LONG_SERIES, Seeded, seed, upload_blob
+
+CHROMIUM = Path("/usr/bin/chromium")
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium for the module: Debian's package, never a download."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def context(browser: Browser, live_server: LiveServer) -> AsyncIterator[BrowserContext]:
+    made = await browser.new_context(base_url=live_server.url, timezone_id="Europe/Berlin", locale="en-GB")
+    made.set_default_timeout(15_000)
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def page(context: BrowserContext) -> Page:
+    return await context.new_page()
+
+
+async def seeded_on(server: LiveServer, tokens: Tokens, **options: bool) -> Seeded:
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+        return await seed(client, tokens.admin, **options)
+
+
+@pytest.fixture(scope="module")
+async def shared(live_server: LiveServer, api_tokens: Tokens) -> Seeded:
+    """A model whose aliases no test moves (promotion tests seed their own)."""
+    return await seeded_on(live_server, api_tokens)
+
+
+async def sign_in(page: Page, token: str) -> None:
+    await page.goto("/ui/sign-in")
+    await page.get_by_label("API token").fill(token)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/ui/")
+
+
+async def shot(page: Page, folder: Path, backend: str, name: str, *, full_page: bool = True) -> None:
+    await page.screenshot(path=folder / f"{backend}-{name}.png", full_page=full_page)
+
+
+async def test_sign_in_and_out(
+    page: Page, context: BrowserContext, api_tokens: Tokens, screenshots: Path, backend: str
+) -> None:
+    await page.goto("/ui/")
+    await page.wait_for_url(re.compile(r"/ui/sign-in\?why=sign_in&next=%2Fui(%2F)?$"))
+    await expect(page.get_by_text("Sign in to continue.")).to_be_visible()
+    await shot(page, screenshots, backend, "sign-in")
+
+    await page.get_by_label("API token").fill("mk_0123456789ab_wrong")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("alert")).to_contain_text("unknown token")
+
+    await page.get_by_label("API token").fill(api_tokens.reader)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/ui/")
+    await expect(page.get_by_test_id("me")).to_have_text("test-reader")
+    cookie = next(c for c in await context.cookies() if c["name"] == "mk_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]
+    assert cookie["path"] == "/ui"
+
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url("**/ui/sign-in?why=signed_out")
+    await expect(page.get_by_text("You signed out.")).to_be_visible()
+    assert not [c for c in await context.cookies() if c["name"] == "mk_session"]
+    await page.goto("/ui/")
+    await page.wait_for_url(re.compile(r"/ui/sign-in\?"))
+
+
+async def test_browse_model_version_run_with_charts(
+    page: Page, shared: Seeded, api_tokens: Tokens, screenshots: Path, backend: str
+) -> None:
+    await sign_in(page, api_tokens.admin)
+    await expect(page.get_by_role("link", name=shared.model)).to_be_visible()
+    # Times are shown in the viewer's zone (Europe/Berlin here), the ISO instant kept as the title.
+    first = page.locator("main time[data-local]").first
+    assert re.match(r"\d{4}-\d\d-\d\dT", await first.get_attribute("title") or "")
+    assert "UTC" not in await first.inner_text()
+    await page.get_by_label("Find by name").fill(shared.model[-6:])
+    await expect(page.locator("#models tbody tr")).to_have_count(1)
+    await shot(page, screenshots, backend, "models")
+
+    await page.get_by_role("link", name=shared.model).click()
+    await expect(page.get_by_role("heading", name=shared.model, exact=True)).to_be_visible()
+    await expect(page.get_by_text("first production release")).to_be_visible()
+    await shot(page, screenshots, backend, "model")
+
+    await page.locator("#versions").get_by_role("link", name="v3", exact=True).click()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(f"{shared.model} v3")
+    async with page.expect_download() as downloading:
+        await page.get_by_role("link", name="weights.bin").click()
+    download = await downloading.value
+    assert Path(await download.path()).read_bytes() == shared.files["weights.bin"]
+    await shot(page, screenshots, backend, "version")
+
+    await page.get_by_role("link", name=shared.run_id).click()
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(shared.run_name)
+    await expect(page.get_by_text("learning_rate")).to_be_visible()
+    loss = page.locator('.chart[data-key="loss"]')
+    await expect(loss).to_have_attribute("data-state", "drawn")
+    assert await loss.get_attribute("data-total") == str(LONG_SERIES)
+    assert await loss.get_attribute("data-points") == "5000"
+    await expect(loss.locator(".note")).to_contain_text("downsampled")
+    await expect(page.locator('.chart[data-key="accuracy"]')).to_have_attribute("data-points", "100")
+    await expect(page.locator('.chart[data-key="system/cpu_utilization_percentage"]')).to_have_attribute(
+        "data-state", "drawn"
+    )
+    inked = await loss.locator("canvas").evaluate(
+        """canvas => {
+            const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+            let inked = 0;
+            for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) inked++;
+            return inked;
+        }"""
+    )
+    assert inked > 500, f"the loss chart drew {inked} pixels"
+    await shot(page, screenshots, backend, "run")
+    await page.emulate_media(color_scheme="dark")
+    await shot(page, screenshots, backend, "run-dark")
+
+
+async def test_promotion_conflict_is_shown(
+    page: Page, live_server: LiveServer, api_tokens: Tokens, screenshots: Path, backend: str
+) -> None:
+    mine = await seeded_on(live_server, api_tokens, metrics=False)
+    await sign_in(page, api_tokens.maintainer)
+    await page.goto(f"/ui/models/{quote(mine.model)}/versions/3")
+    await page.get_by_label("Reason", exact=True).first.fill("recall +2pt")
+    # Someone else moves production after this page was drawn (it shows production at v1).
+    async with httpx.AsyncClient(base_url=live_server.url) as api:
+        moved = await api.put(
+            f"/api/v1/models/{mine.model}/aliases/production",
+            json={"version": 2, "reason": "hotfix", "expect": 1},
+            headers=bearer(api_tokens.admin),
+        )
+        assert moved.status_code == 200, moved.text
+    await page.get_by_test_id("promote-production").click()
+    error = page.get_by_test_id("promote-error")
+    await expect(error).to_contain_text("production moved since you opened this page (it now points at v2)")
+    await shot(page, screenshots, backend, "promote-conflict")
+
+    # The page now shows the new holder; promoting from it works.
+    await page.locator('input[name="reason"]').first.fill("recall +2pt, checked again")
+    await page.get_by_test_id("promote-production").click()
+    await expect(page.get_by_role("status")).to_contain_text("production now points at v3")
+    await expect(page.get_by_text("recall +2pt, checked again")).to_be_visible()
+
+
+async def test_reader_has_no_button_and_a_forged_form_is_refused(
+    page: Page, context: BrowserContext, shared: Seeded, api_tokens: Tokens
+) -> None:
+    await sign_in(page, api_tokens.reader)
+    url = f"/ui/models/{quote(shared.model)}/versions/3"
+    await page.goto(url)
+    await expect(page.get_by_text("needs the maintainer role")).to_be_visible()
+    await expect(page.locator('[data-testid^="promote-"]')).to_have_count(0)
+    csrf = await page.locator('input[name="csrf"]').first.input_value()
+    forged = await context.request.post(
+        f"{url}/promote", form={"csrf": csrf, "alias": "production", "expect": "1", "reason": "forged"}
+    )
+    assert forged.status == 403
+    assert "needs the maintainer role" in await forged.text()
+
+
+async def test_a_form_with_a_wrong_csrf_token_is_refused(
+    page: Page, live_server: LiveServer, api_tokens: Tokens, screenshots: Path, backend: str
+) -> None:
+    mine = await seeded_on(live_server, api_tokens, metrics=False)
+    await sign_in(page, api_tokens.maintainer)
+    await page.goto(f"/ui/models/{quote(mine.model)}/versions/3")
+    await page.locator('form:has([data-testid="promote-staging"]) input[name="csrf"]').evaluate(
+        "input => { input.value = 'forged-' + input.value.slice(7); }"
+    )
+    await page.get_by_test_id("promote-staging").click()
+    await expect(page.get_by_role("alert")).to_contain_text("security token is missing or does not match")
+    await shot(page, screenshots, backend, "csrf-refused")
+    async with httpx.AsyncClient(base_url=live_server.url) as api:
+        staging = await api.get(f"/api/v1/models/{mine.model}/aliases/staging", headers=bearer(api_tokens.admin))
+    assert staging.json()["version"] == 2, "nothing moved"
+
+
+async def test_mlflow_hash_links_land_on_the_pages(page: Page, shared: Seeded, api_tokens: Tokens) -> None:
+    await sign_in(page, api_tokens.reader)
+    await page.goto(f"/#/experiments/{shared.experiment_id}/runs/{shared.run_id}")
+    await page.wait_for_url(f"**/ui/runs/{shared.run_id}")
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(shared.run_name)
+    await page.goto(f"/#/models/{quote(shared.model)}/versions/2")
+    await page.wait_for_url(f"**/ui/models/{quote(shared.model)}/versions/2")
+    await expect(page.get_by_role("heading", level=1)).to_contain_text(f"{shared.model} v2")
+    await page.goto(f"/#/models/{quote(shared.model)}")
+    await page.wait_for_url(f"**/ui/models/{quote(shared.model)}")
+    await page.goto("/")
+    await page.wait_for_url("**/ui/")
+
+
+async def test_api_docs_render_with_the_internet_out_of_reach(page: Page, screenshots: Path, backend: str) -> None:
+    refused: list[str] = []
+
+    async def only_loopback(route: object) -> None:
+        from playwright.async_api import Route
+
+        assert isinstance(route, Route)
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            await route.continue_()
+        else:
+            refused.append(route.request.url)
+            await route.abort()
+
+    await page.route("**/*", only_loopback)
+    await page.goto("/schema/swagger")
+    await expect(page.locator(".swagger-ui .info .title")).to_contain_text("Modelkeep registry")
+    await expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    assert await page.locator(".swagger-ui .opblock").count() > 30
+    assert refused == []
+    await shot(page, screenshots, backend, "api-docs", full_page=False)
+
+
+async def test_older_versions_page_in_place(page: Page, live_server: LiveServer, api_tokens: Tokens) -> None:
+    name = f"paged-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=live_server.url) as api:
+        assert (await api.post("/api/v1/models/", json={"name": name}, headers=bearer(api_tokens.admin))).is_success
+        for number in range(1, 56):
+            blob = await upload_blob(api, api_tokens.admin, f"{name} {number}".encode())
+            created = await api.post(
+                f"/api/v1/models/{name}/versions",
+                json={"files": [{"path": "model.bin", **blob}]},
+                headers=bearer(api_tokens.admin),
+            )
+            assert created.status_code == 201
+    await sign_in(page, api_tokens.reader)
+    await page.goto(f"/ui/models/{name}")
+    rows = page.locator("#versions tbody tr")
+    await expect(rows).to_have_count(50)
+    await expect(rows.first).to_contain_text("v55")
+    await page.evaluate("window.sameDocument = true")
+    await page.get_by_role("link", name="Older versions →").click()
+    await page.wait_for_url(f"**/ui/models/{name}?before=6")
+    await expect(rows).to_have_count(5)
+    assert await page.evaluate("window.sameDocument === true"), "htmx swapped the table in place"
+    await expect(rows.first).to_contain_text("v5")
+    await expect(page.get_by_role("link", name="Older versions →")).to_have_count(0)
+    await page.get_by_role("link", name="← Newest").click()
+    await expect(rows).to_have_count(50)
