@@ -57,13 +57,25 @@ def upload(
                 progress(n)
 
     try:
-        with _bucket_client() as bucket, ThreadPoolExecutor(max_workers=PARALLEL) as pool:
-            offsets = [(p, (p["number"] - 1) * int(plan["part_size"])) for p in plan["parts"]]
-            futures = [
-                pool.submit(_put_part, bucket, local, part, offset, plan["headers"], counted)
-                for part, offset in offsets
-            ]
-            etags = [f.result() for f in futures]
+        with _bucket_client() as bucket:
+            pool = ThreadPoolExecutor(max_workers=PARALLEL)
+            try:
+                futures = [
+                    pool.submit(
+                        _put_part,
+                        bucket,
+                        local,
+                        p,
+                        (p["number"] - 1) * int(plan["part_size"]),
+                        plan["headers"],
+                        counted,
+                    )
+                    for p in plan["parts"]
+                ]
+                etags = [f.result() for f in futures]
+            finally:
+                # On a failure (or Ctrl-C) the parts not started yet are not sent.
+                pool.shutdown(wait=True, cancel_futures=True)
     except BaseException:
         try:
             api.request("DELETE", f"/api/v1/uploads/{upload_id}")
@@ -72,7 +84,10 @@ def upload(
         raise
     parts = [{"number": p["number"], "etag": etag} for p, etag in zip(plan["parts"], etags, strict=True)]
     body = {"sha256": sha256, "size": size, "parts": parts if plan["mode"] == "multipart" else []}
-    return dict(api.json("POST", f"/api/v1/uploads/{upload_id}/complete", json=body))
+    # Completing may read the whole object back (multipart): no read deadline for that answer.
+    return dict(
+        api.json("POST", f"/api/v1/uploads/{upload_id}/complete", json=body, timeout=httpx.Timeout(60.0, read=None))
+    )
 
 
 def _put_part(

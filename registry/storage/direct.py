@@ -36,7 +36,7 @@ import anyio
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from registry.errors import InvalidInput, NotFound
+from registry.errors import Conflict, InvalidInput, NotFound
 
 MAX_PARTS = 10_000
 MIN_PART = 5 * 1024 * 1024  # S3's smallest part (but the last)
@@ -44,6 +44,13 @@ MAX_PART = 5 * 1024**3  # and largest; also the largest single PUT
 STAGING = "uploads"
 _STAGE_ID = re.compile(r"[0-9a-f]{32}")
 _READ_CHUNK = 8 * 1024 * 1024
+
+
+_GONE = ("404", "NoSuchKey", "NotFound")
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code"))
 
 
 class DigestMismatch(InvalidInput):
@@ -210,7 +217,7 @@ class DirectTransfers:
                     raise NotFound(
                         "no such upload: it expired, was aborted or was completed", code="unknown_upload"
                     ) from None
-                if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+                if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall", "InvalidArgument", "MalformedXML"):
                     raise InvalidInput(
                         f"the parts do not assemble: {code}", code="invalid_parts", field="parts"
                     ) from None
@@ -218,9 +225,12 @@ class DirectTransfers:
         try:
             head = self._client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
         except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+            if _code(exc) in _GONE:
                 raise NotFound("nothing was uploaded for this upload id", code="unknown_upload") from None
             raise
+        # The bytes verified are the bytes copied: a presigned PUT stays usable until it expires, so the staged
+        # object could be replaced between the check and the copy. Both are pinned to the ETag seen here.
+        etag = str(head.get("ETag", ""))
         try:
             stored = int(head["ContentLength"])
             if stored != size:
@@ -228,19 +238,44 @@ class DirectTransfers:
             checksum = head.get("ChecksumSHA256")
             read_back = not (isinstance(checksum, str) and "-" not in checksum and multipart_id is None)
             if read_back:
-                actual = self._hash(key)
+                actual = self._hash(key, etag)
             else:
                 actual = base64.b64decode(str(checksum)).hex()
             if actual != sha256:
                 raise DigestMismatch(f"the uploaded bytes have sha256 {actual}, not {sha256}; nothing was stored")
-            self._client.copy({"Bucket": self.bucket, "Key": key}, self.bucket, self._key_of(sha256), Config=self._copy)
-        finally:
-            self._client.delete_object(Bucket=self.bucket, Key=key)
+            self._client.copy(
+                {"Bucket": self.bucket, "Key": key},
+                self.bucket,
+                self._key_of(sha256),
+                ExtraArgs={"CopySourceIfMatch": etag} if etag else None,
+                Config=self._copy,
+            )
+        except InvalidInput:
+            self._delete_quietly(key)  # refused: the staged bytes go
+            raise
+        except ClientError as exc:
+            # Kept for a retry (the sweep removes them if none comes): a transient store error must not cost the
+            # client its upload.
+            if _code(exc) in ("412", "PreconditionFailed"):
+                raise Conflict(
+                    "the uploaded object changed while it was being verified: upload again", code="upload_changed"
+                ) from None
+            if _code(exc) in _GONE:
+                raise NotFound("no such upload: it was completed or aborted meanwhile", code="unknown_upload") from None
+            raise
+        self._delete_quietly(key)
         return Verified(size=stored, read_back=read_back)
 
-    def _hash(self, key: str) -> str:
+    def _delete_quietly(self, key: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            pass  # the storage collection's sweep removes it later
+
+    def _hash(self, key: str, etag: str) -> str:
         digest = hashlib.sha256()
-        body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        pinned = {"IfMatch": etag} if etag else {}
+        body = self._client.get_object(Bucket=self.bucket, Key=key, **pinned)["Body"]
         try:
             while chunk := body.read(_READ_CHUNK):
                 digest.update(chunk)

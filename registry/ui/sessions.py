@@ -101,7 +101,7 @@ def decode(value: str) -> tuple[Session, str, str] | None:
     if len(parts) != 5 or not all(parts):
         return None
     token_id, nonce, issued, seen, signature = parts
-    if not (token_id.isdigit() and issued.isdigit() and seen.isdigit()) or len(token_id) > 18:
+    if not all(f.isascii() and f.isdecimal() and len(f) <= 18 for f in (token_id, issued, seen)):
         return None
     session = Session(token_id=int(token_id), nonce=nonce, issued=int(issued), seen=int(seen))
     return session, ".".join(parts[:4]), signature

@@ -200,3 +200,9 @@ async def test_csrf_tokens_are_bound_to_the_session(ui_app: Litestar, seeded: Se
         done = await alice.post(f"{url}/promote", data={**form, "csrf": mine})
         assert done.status_code == 303, done.text[:500]
         assert done.headers["location"] == f"{url}?promoted=canary"
+
+
+def test_malformed_session_cookies_decode_to_nothing() -> None:
+    for value in ("².a.1.1.x", "1.a.²³.1.x", "1.a.1." + "9" * 5000 + ".x", "1.a.1.1", "1..1.1.x", "٣.a.1.1.x"):
+        assert sessions.decode(value) is None, value
+    assert sessions.decode("12.nonce.3.4.sig") is not None

@@ -24,7 +24,7 @@ from registry.services.artifacts import ManifestEntry
 from registry.services.auth import Actor
 from registry.settings import Settings
 from registry.storage import BlobStore
-from registry.storage.direct import DirectTransfers
+from registry.storage.direct import MAX_PARTS, DirectTransfers
 
 
 class FileOut(msgspec.Struct):
@@ -208,10 +208,16 @@ class UploadsController(Controller):
         """Verify the uploaded bytes (size and sha256) and record the blob. 400 ``digest_mismatch`` or
         ``size_mismatch`` when they are not what was declared: the bytes are deleted, nothing is recorded."""
         sha256 = artifacts.check_digest(data.sha256)
+        if data.size > settings.max_upload_bytes:
+            raise PayloadTooLarge(
+                f"{data.size} bytes is more than the configured limit (MODELKEEP_MAX_UPLOAD_BYTES)", field="size"
+            )
         transfers = direct_transfers(store)
         etags = {p.number: p.etag for p in data.parts}
         if len(etags) != len(data.parts):
             raise InvalidInput("each part number once", field="parts")
+        if any(not 1 <= n <= MAX_PARTS or not tag for n, tag in etags.items()):
+            raise InvalidInput(f"part numbers run from 1 to {MAX_PARTS}, each with its ETag", field="parts")
         verified = await transfers.complete(upload_id=upload_id, sha256=sha256, size=data.size, etags=etags or None)
         observability.metrics().upload_bytes.labels("direct").inc(verified.size)
         async with db.write() as session:

@@ -352,3 +352,21 @@ async def test_the_collection_sweeps_abandoned_uploads_but_no_blobs(multipart: A
     assert uploads.get("Uploads", []) == []
     await staged_single.close()
     await late.close()
+
+
+async def test_completing_checks_the_limit_and_the_part_numbers(multipart: Api, settings: Settings) -> None:
+    data = os.urandom(6 * MiB)
+    plan = await multipart.start(sha(data), len(data))
+    url = f"/api/v1/uploads/{plan['upload_id']}/complete"
+    # Declared small at the start, claimed huge at the end: refused before anything is read.
+    huge = await multipart.client.post(url, json={"sha256": sha(data), "size": settings.max_upload_bytes + 1})
+    assert huge.status_code == 413
+    for parts in ([{"number": 0, "etag": "x"}], [{"number": 10_001, "etag": "x"}], [{"number": 1, "etag": ""}]):
+        bad = await multipart.client.post(url, json={"sha256": sha(data), "size": len(data), "parts": parts})
+        assert bad.status_code == 400 and bad.json()["field"] == "parts", parts
+    # The upload is still there to complete properly.
+    responses = put_parts(plan, data)
+    done = await multipart.client.post(
+        url, json={"sha256": sha(data), "size": len(data), "parts": etags(plan, responses)}
+    )
+    assert done.status_code == 201, done.text
