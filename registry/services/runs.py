@@ -12,6 +12,7 @@ from sqlalchemy import Table, and_, delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.artifacts import ArtifactVersion, Blob, RunInput
+from registry.domain.models import ModelVersion, RegisteredModel
 from registry.domain.runs import RUN_STATUSES, TERMINAL_STATUSES, LatestMetric, Metric, Param, Run, RunTag
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.services import events, experiments, names
@@ -156,6 +157,27 @@ async def view(session: AsyncSession, *, run_id: str) -> RunView:
     )
     result.inputs = list(inputs)
     return result
+
+
+async def versions_of(session: AsyncSession, *, run_id: str, limit: int = 100) -> list[tuple[str, int]]:
+    """``(model name, version)`` of the model versions registered from the run, newest first: lineage's
+    downstream side."""
+    rows = await session.execute(
+        select(RegisteredModel.name, ModelVersion.version)
+        .join(RegisteredModel, RegisteredModel.id == ModelVersion.model_id)
+        .where(ModelVersion.run_id == run_id)
+        .order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+        .limit(limit)
+    )
+    return [(name, int(version)) for name, version in rows.all()]
+
+
+async def diff_size(session: AsyncSession, *, run: Run) -> int | None:
+    """Bytes of the run's uncommitted diff, None when it has none."""
+    if not run.git_diff_sha256:
+        return None
+    size = await session.scalar(select(Blob.size).where(Blob.sha256 == run.git_diff_sha256))
+    return int(size) if size is not None else None
 
 
 async def list_runs(

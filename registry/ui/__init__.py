@@ -16,6 +16,8 @@ from litestar.types import ControllerRouterHandler
 
 from registry.ui import _render
 from registry.ui.account import AccountController, root
+from registry.ui.compare import ComparePages
+from registry.ui.evidence import EvidencePages
 from registry.ui.models import ModelPages
 from registry.ui.runs import RunPages
 
@@ -28,7 +30,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     """``/`` (where MLflow's links land), the pages under ``/ui`` and their static files."""
     pages = Router(
         path="/",
-        route_handlers=[root, AccountController, ModelPages, RunPages],
+        route_handlers=[root, AccountController, ModelPages, RunPages, ComparePages, EvidencePages],
         middleware=[_render.page_headers],
         exception_handlers=_render.EXCEPTION_HANDLERS,
         include_in_schema=False,

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
 
 from tests.conftest import LiveServer, Tokens, bearer
 from tests.ui.seed import LONG_SERIES, Seeded, seed, upload_blob
@@ -141,9 +141,49 @@ async def test_browse_model_version_run_with_charts(
         }"""
     )
     assert inked > 500, f"the loss chart drew {inked} pixels"
+    await expect(page.get_by_test_id("diff").locator("span.add")).to_have_text("+lr = 0.01")
     await shot(page, screenshots, backend, "run")
+
+    # The chart controls redraw every chart: a time axis, then smoothing (raw series kept faintly).
+    await page.get_by_label("X axis").select_option("time")
+    await expect(loss).to_have_attribute("data-axis", "time")
+    await page.get_by_label("Smoothing").fill("0.9")
+    await expect(loss).to_have_attribute("data-smoothing", "0.9")
+    await expect(page.locator("#smoothing-value")).to_have_text("0.9")
+    legend = loss.locator(".u-legend .u-series")
+    await expect(legend).to_have_count(3)  # x, raw, smoothed
+    await expect(legend.nth(1)).to_contain_text("loss (raw)")
     await page.emulate_media(color_scheme="dark")
     await shot(page, screenshots, backend, "run-dark")
+
+
+async def test_gate_report_view(
+    page: Page, shared: Seeded, api_tokens: Tokens, screenshots: Path, backend: str
+) -> None:
+    await sign_in(page, api_tokens.reader)
+    await page.goto(f"/ui/models/{quote(shared.model)}/versions/3")
+    await page.get_by_test_id("gate-runs").get_by_role("link", name=f"#{shared.gate_run_id}").click()
+    await page.wait_for_url(f"**/ui/gate-runs/{shared.gate_run_id}")
+    await expect(page.get_by_test_id("verdict")).to_have_text("FAIL")
+    drawings = page.get_by_test_id("evidence")
+    await expect(drawings).to_have_count(2)
+
+    async def centre_x(locator: Locator) -> float:
+        box = await locator.bounding_box()
+        assert box is not None
+        return box["x"] + box["width"] / 2
+
+    # As drawn on screen: the passing gate's estimate lies right of its (>=) requirement, the inconclusive
+    # gate's interval straddles its own.
+    passing = page.locator('tr[data-gate="accuracy"]')
+    assert await centre_x(passing.get_by_test_id("estimate")) > await centre_x(passing.get_by_test_id("threshold"))
+    await expect(passing.get_by_test_id("evidence")).to_have_attribute("data-status", "PASS")
+    unsure = page.locator('tr[data-gate="near-perfect"]')
+    await expect(unsure.get_by_test_id("evidence")).to_have_attribute("data-status", "INCONCLUSIVE")
+    bar = await unsure.locator("line.interval").first.bounding_box()
+    threshold = await centre_x(unsure.get_by_test_id("threshold"))
+    assert bar is not None and bar["x"] < threshold < bar["x"] + bar["width"]
+    await shot(page, screenshots, backend, "gate-run")
 
 
 async def test_promotion_conflict_is_shown(

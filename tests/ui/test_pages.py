@@ -18,7 +18,7 @@ from registry.ui.runs import MAX_POINTS
 from tests.conftest import Tokens, bearer, unique
 from tests.factories.models import create_model
 from tests.ui.conftest import csrf_of, sign_in
-from tests.ui.seed import LONG_SERIES, Seeded, seed
+from tests.ui.seed import LONG_SERIES, T0, Seeded, seed
 
 VERSION_LINK = re.compile(r'/versions/(\d+)">v\1</a>')
 
@@ -83,10 +83,12 @@ async def test_run_page_and_its_downsampled_series(admin: httpx.AsyncClient, see
     assert long["total"] == LONG_SERIES
     assert len(long["steps"]) == len(long["values"]) == MAX_POINTS
     assert long["steps"][0] == 0 and long["steps"][-1] == LONG_SERIES - 1
+    # Each kept point keeps its own time (the time axis is drawn from the same indices as the step axis).
+    assert long["times"] == [T0 + 1000 * int(step) for step in long["steps"]]
     short = (await admin.get(f"/ui/runs/{seeded.run_id}/series", params={"key": "accuracy"})).json()
     assert short["total"] == 100 and short["steps"] == list(range(100))
     none = (await admin.get(f"/ui/runs/{seeded.run_id}/series", params={"key": "never-logged"})).json()
-    assert none == {"key": "never-logged", "total": 0, "steps": [], "values": []}
+    assert none == {"key": "never-logged", "total": 0, "steps": [], "times": [], "values": []}
 
 
 async def test_promotion_is_a_compare_and_swap(
