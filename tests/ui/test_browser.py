@@ -14,6 +14,7 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
 
 from tests.conftest import LiveServer, Tokens, bearer
+from tests.monitoring.monitor_helpers import HOUR, frame, ingest, last_full_hour, new_model, promote, set_baseline
 from tests.ui.seed import LONG_SERIES, Seeded, seed, upload_blob
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -184,6 +185,39 @@ async def test_gate_report_view(
     threshold = await centre_x(unsure.get_by_test_id("threshold"))
     assert bar is not None and bar["x"] < threshold < bar["x"] + bar["width"]
     await shot(page, screenshots, backend, "gate-run")
+
+
+async def test_drift_check_shows_the_evidently_report_in_a_sandboxed_frame(
+    page: Page, live_server: LiveServer, api_tokens: Tokens, screenshots: Path, backend: str
+) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url, headers=bearer(api_tokens.admin), timeout=120) as api:
+        model = await new_model(api)
+        await set_baseline(api, model, 1, frame(600, seed=1))
+        await promote(api, model, 1)
+        assert (
+            await api.put(f"/api/v1/models/{model}/monitor", json={"spec": "version: 1\nmin_rows: 100\n"})
+        ).is_success
+        hour = last_full_hour()
+        assert (await ingest(api, model, frame(300, seed=41, start=hour, shift=2.0))).is_success
+        check = await api.post(
+            f"/api/v1/models/{model}/monitor/checks",
+            params={"alias": "production", "window": "1h", "end": (hour + HOUR).isoformat()},
+        )
+        assert check.json()["drift_detected"] is True
+    await sign_in(page, api_tokens.reader)
+    await page.goto(f"/ui/models/{quote(model)}")
+    await page.get_by_role("link", name="drift", exact=True).click()
+    await expect(page.get_by_test_id("drift-status")).to_have_text("drift")
+    report = page.frame_locator('[data-testid="drift-report"]')
+    # Evidently builds the report on first view; its scripts run inside the sandbox and draw the page.
+    await expect(report.locator("body")).to_contain_text("amount", timeout=120_000)
+    # The sandbox gives the frame an origin of its own: the registry's page cannot reach into it, nor it out.
+    origin = await page.locator('[data-testid="drift-report"]').evaluate(
+        "frame => { try { return frame.contentWindow.document.domain; } catch (e) { return 'blocked'; } }"
+    )
+    assert origin == "blocked"
+    await page.wait_for_timeout(1500)  # let its charts settle for the picture
+    await shot(page, screenshots, backend, "drift-check")
 
 
 async def test_promotion_conflict_is_shown(
