@@ -16,6 +16,7 @@ from litestar.types import ControllerRouterHandler
 
 from registry.ui import _render
 from registry.ui.account import AccountController, root
+from registry.ui.admin import AdminPages
 from registry.ui.compare import ComparePages
 from registry.ui.evidence import EvidencePages
 from registry.ui.models import ModelPages
@@ -30,7 +31,7 @@ def route_handlers() -> list[ControllerRouterHandler]:
     """``/`` (where MLflow's links land), the pages under ``/ui`` and their static files."""
     pages = Router(
         path="/",
-        route_handlers=[root, AccountController, ModelPages, RunPages, ComparePages, EvidencePages],
+        route_handlers=[root, AccountController, ModelPages, RunPages, ComparePages, EvidencePages, AdminPages],
         middleware=[_render.page_headers],
         exception_handlers=_render.EXCEPTION_HANDLERS,
         include_in_schema=False,
