@@ -96,6 +96,19 @@ async def seed(client: httpx.AsyncClient, admin: str, *, versions: int = 3, metr
     points += [{"key": "system/cpu_utilization_percentage", "value": 30.0 + s % 7, "step": s} for s in range(50)]
     batch = {"params": {"learning_rate": "0.01", "epochs": "3"}, "metrics": points if metrics else []}
     assert (await client.post(f"/api/v1/runs/{run['id']}/log-batch", json=batch, headers=h)).status_code == 200
+    dataset = await upload_blob(client, admin, b"amount,label\n12.5,0\n99.0,1\n")
+    made = await client.post(
+        "/api/v1/artifacts/",
+        json={"name": f"{name}-train", "kind": "dataset", "files": [{"path": "train.csv", **dataset}]},
+        headers=h,
+    )
+    assert made.status_code == 201, made.text
+    used = await client.post(
+        f"/api/v1/runs/{run['id']}/inputs",
+        json={"artifact": f"{name}-train", "version": 1, "context": "training"},
+        headers=h,
+    )
+    assert used.status_code == 200, used.text
     files = {
         "model/weights.bin": b"\x00\x01" * 2048,
         "model/config.json": b'{"layers": 3}',
