@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     """``json``: one JSON object per log line (time, level, logger, message, request_id, exception)."""
     metrics_public: bool = False
     """Serve ``/metrics`` without a token (where only the scraper can reach the port)."""
+    session_secret: SecretStr | None = None
+    """Mixed into the web UI's session keys, so that a copy of the database alone cannot mint a session cookie.
+    Every replica needs the same value; changing it signs every browser out. Unset: the keys derive from the
+    tokens' stored digests only."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """For Modelkeep's own loggers. DEBUG adds, among others, every scheduled housekeeping run that had
     nothing to do."""

@@ -55,7 +55,9 @@ class AccountController(Controller):
                 token, _actor, _expires = await tokens.by_id(read, token_id=actor.token_id)
         except Unauthenticated as exc:
             return self._form(request, next_url=next_url, error=exc.message, status_code=401)
-        value = sessions.encode(sessions.new_session(token.id), sessions.session_key(token.token_hash))
+        value = sessions.encode(
+            sessions.new_session(token.id), sessions.session_key(token.token_hash, sessions.secret_of(request))
+        )
         response: Response[Any] = Redirect(next_url, status_code=303)
         response.set_cookie(sessions.cookie(value, secure=sessions.is_https(request)))
         response.set_cookie(sessions.sign_in_cookie("", secure=sessions.is_https(request), max_age=0))

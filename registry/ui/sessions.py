@@ -12,7 +12,9 @@ is derived from the token's stored digest, so
   ``TokenCache`` and the seconds of grace it gives a revocation are not used here).
 
 The digest never leaves the database (no API returns it), so only someone who can read the database could forge
-a cookie, and they could read every other secret there as well. Sessions end after ``IDLE`` without a request
+a cookie, and they could read every other secret there as well. Where a database copy (a backup, a read
+replica) is less guarded than the servers, ``MODELKEEP_SESSION_SECRET`` mixes a secret the database does not
+hold into every key. Sessions end after ``IDLE`` without a request
 (the cookie is re-signed at most every ``REFRESH_AFTER`` while in use) and ``LIFETIME`` after signing in
 whatever happens. Signing out deletes the cookie in the browser; a copy taken earlier stays valid until one of
 those limits or the token's revocation, the price of keeping no session rows.
@@ -85,9 +87,16 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def session_key(token_hash: str) -> bytes:
-    """The HMAC key of one token's sessions, derived from its stored digest (see the module docstring)."""
-    return hmac.new(token_hash.encode(), _KEY_LABEL, hashlib.sha256).digest()
+def session_key(token_hash: str, secret: str = "") -> bytes:
+    """The HMAC key of one token's sessions, derived from its stored digest and, when set, the deployment's
+    ``MODELKEEP_SESSION_SECRET`` (see the module docstring)."""
+    material = token_hash.encode() if not secret else secret.encode() + b"\x00" + token_hash.encode()
+    return hmac.new(material, _KEY_LABEL, hashlib.sha256).digest()
+
+
+def secret_of(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    configured = connection.app.state.settings.session_secret
+    return configured.get_secret_value() if configured is not None else ""
 
 
 def encode(session: Session, key: bytes) -> str:
@@ -150,7 +159,7 @@ def is_https(connection: ASGIConnection[Any, Any, Any, Any]) -> bool:
     return connection.url.scheme == "https"
 
 
-async def verify(db: Database, value: str, *, now: int | None = None) -> tuple[SignedIn, str | None]:
+async def verify(db: Database, value: str, *, now: int | None = None, secret: str = "") -> tuple[SignedIn, str | None]:
     """The viewer of a session cookie, and the cookie to send back when it should slide forward (else None).
 
     Raises NotSignedIn when the cookie is malformed or forged, the session idled past ``IDLE`` or is older
@@ -166,7 +175,7 @@ async def verify(db: Database, value: str, *, now: int | None = None) -> tuple[S
             token, actor, _expires_in = await tokens.by_id(read, token_id=session.token_id)
     except Unauthenticated as exc:
         raise NotSignedIn(f"your session ended: {exc.message}", code="token_ended") from None
-    key = session_key(token.token_hash)
+    key = session_key(token.token_hash, secret)
     expected = _b64(hmac.new(key, payload.encode(), hashlib.sha256).digest())
     if not hmac.compare_digest(expected, signature):
         raise NotSignedIn("your session is not valid; sign in again", code="session_invalid")
@@ -186,7 +195,7 @@ async def signed_in(connection: ASGIConnection[Any, Any, Any, Any], handler: Bas
     value = connection.cookies.get(COOKIE)
     if not value:
         raise NotSignedIn("sign in to continue", code="sign_in")
-    viewer, refreshed = await verify(connection.app.state.db, value)
+    viewer, refreshed = await verify(connection.app.state.db, value, secret=secret_of(connection))
     connection.state.viewer = viewer
     connection.state.actor = viewer.actor
     connection.state.refresh_cookie = refreshed

@@ -8,11 +8,15 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from litestar import Litestar
+from pydantic import SecretStr
 
+from registry.api.app import create_app
 from registry.db import Database
 from registry.domain.auth import Role
 from registry.services import tokens
 from registry.services.auth import Actor
+from registry.settings import Settings
+from registry.storage.local import LocalBlobStore
 from registry.ui import sessions
 from tests.conftest import Tokens, bearer, unique
 from tests.ui.conftest import csrf_of, session_cookie, sign_in
@@ -206,3 +210,24 @@ def test_malformed_session_cookies_decode_to_nothing() -> None:
     for value in ("².a.1.1.x", "1.a.²³.1.x", "1.a.1." + "9" * 5000 + ".x", "1.a.1.1", "1..1.1.x", "٣.a.1.1.x"):
         assert sessions.decode(value) is None, value
     assert sessions.decode("12.nonce.3.4.sig") is not None
+
+
+async def test_a_session_secret_makes_the_database_alone_unable_to_mint_a_cookie(
+    db: Database, settings: Settings, api_tokens: Tokens
+) -> None:
+    configured = settings.model_copy(update={"session_secret": SecretStr("deployment-only")})
+    app = create_app(configured, db=db, store=LocalBlobStore(settings.data_dir / "blobs"))
+    _name, secret, token_id = await new_token(db)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://registry") as client:
+        assert (await sign_in(client, secret)).status_code == 303
+        assert (await client.get("/ui/")).status_code == 200, "signing in works with the secret set"
+        # What someone holding only the database could sign: refused under the secret, accepted without it.
+        forged = sessions.encode(sessions.new_session(token_id), await key_of(db, token_id))
+        went_to_sign_in(await visit_with(client, forged), "session_invalid")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(
+            app=create_app(settings, db=db, store=LocalBlobStore(settings.data_dir / "blobs"))
+        ),
+        base_url="http://registry",
+    ) as without:
+        assert (await visit_with(without, forged)).status_code == 200
