@@ -85,6 +85,24 @@ async def list_for_model(session: AsyncSession, *, model_id: int) -> list[Alias]
     return list(await session.scalars(select(Alias).where(Alias.model_id == model_id).order_by(Alias.name)))
 
 
+async def list_for_models(session: AsyncSession, *, model_ids: list[int]) -> dict[int, list[Alias]]:
+    """The aliases of several models in one query, by model id (each list by alias name)."""
+    found: dict[int, list[Alias]] = {model_id: [] for model_id in model_ids}
+    if model_ids:
+        query = select(Alias).where(Alias.model_id.in_(model_ids)).order_by(Alias.model_id, Alias.name)
+        for alias in await session.scalars(query):
+            found[alias.model_id].append(alias)
+    return found
+
+
+async def last_promotions(session: AsyncSession, *, model_ids: list[int]) -> dict[int, Promotion]:
+    """The newest promotion row of each of several models that has one, in one query, by model id."""
+    if not model_ids:
+        return {}
+    newest = select(func.max(Promotion.id)).where(Promotion.model_id.in_(model_ids)).group_by(Promotion.model_id)
+    return {p.model_id: p for p in await session.scalars(select(Promotion).where(Promotion.id.in_(newest)))}
+
+
 def _guard(actor: Actor, model: RegisteredModel, alias: str, protected: frozenset[str]) -> bool:
     # Settings may spell protected aliases in any case; the alias itself is already lower case.
     if alias in {p.lower() for p in protected}:

@@ -8,15 +8,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, insert, or_, select
+from sqlalchemy import BigInteger, Float, Table, and_, delete, func, insert, or_, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from registry.domain.artifacts import ArtifactVersion, Blob, RunInput
 from registry.domain.models import ModelVersion, RegisteredModel
 from registry.domain.runs import RUN_STATUSES, TERMINAL_STATUSES, LatestMetric, Metric, Param, Run, RunTag
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.services import events, experiments, names
-from registry.services._sql import insert_for, put_tags, statement, upsert
+from registry.services._sql import dialect, insert_for, put_tags, statement, upsert
 from registry.services.auth import Actor
 
 METRICS = cast(Table, Metric.__table__)
@@ -377,6 +379,91 @@ async def metric_series(session: AsyncSession, *, run_id: str, key: str) -> Metr
         return MetricSeries(steps=[], timestamps=[], values=[])
     steps, timestamps, values = zip(*found, strict=True)
     return MetricSeries(steps=list(steps), timestamps=list(timestamps), values=list(values))
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesForChart:
+    """A metric's history as a chart needs it: every point when there are at most ``limit``, else each of
+    ``limit // 2`` equal step ranges reduced to its lowest and highest value (min-max decimation)."""
+
+    steps: list[int]
+    timestamps: list[int]
+    values: list[float]
+    total: int
+    """Points stored."""
+    reduced: bool
+
+
+async def series_for_chart(session: AsyncSession, *, run_id: str, key: str, limit: int) -> SeriesForChart:
+    """``key``'s history on the run for a chart of at most ``limit`` points, reduced in the database.
+
+    A million points cost seconds to read into Python and carry nothing a chart a few thousand pixels wide
+    can show. So one query reads up to ``limit + 1`` points; only when there are more does a second one group
+    the history into ``limit // 2`` equal step ranges and keep, per range, its lowest value (at the range's
+    first step and time) and its highest (at its last): the band a line through every point would cover, to
+    within a range's width, peaks and dips included. The database does the reading; Python sees ``limit``
+    rows. Raises NotFound for an unknown run."""
+    await get(session, run_id=run_id)
+    where = (Metric.run_id == run_id, Metric.key == key)
+    head = (
+        await session.execute(
+            select(Metric.step, Metric.timestamp, Metric.value)
+            .where(*where)
+            .order_by(Metric.step, Metric.timestamp, Metric.id)
+            .limit(limit + 1)
+        )
+    ).all()
+    if len(head) <= limit:
+        steps, timestamps, values = (list(c) for c in zip(*head, strict=True)) if head else ([], [], [])
+        return SeriesForChart(steps, timestamps, values, total=len(head), reduced=False)
+    # Ranges of steps; of time when every point has the same step (code that logs without steps).
+    axis = Metric.step
+    first = int(head[0][0])
+    last = int(await session.scalar(select(func.max(Metric.step)).where(*where)) or first)
+    if last == first:
+        axis = Metric.timestamp
+        bounds = (await session.execute(select(func.min(axis), func.max(axis)).where(*where))).one()
+        first, last = int(bounds[0]), int(bounds[1])
+    span = max(last - first, 1)
+    buckets = max(limit // 2, 1)
+    # Float arithmetic: (x - first) * buckets could overflow 64 bits for huge steps. The last point lands in
+    # bucket ``buckets``, which the clamp folds into the one before.
+    position = sql_cast(axis - first, Float) / span * buckets
+    bucket: ColumnElement[int]
+    if dialect(session) == "postgresql":
+        bucket = func.least(sql_cast(func.floor(position), BigInteger), buckets - 1)
+    else:  # SQLite: CAST truncates toward zero; two-argument min() is its scalar minimum
+        bucket = func.min(sql_cast(position, BigInteger), buckets - 1)
+    label = bucket.label("bucket")
+    rows = (
+        await session.execute(
+            select(
+                label,
+                func.count(),
+                func.min(Metric.step),
+                func.max(Metric.step),
+                func.min(Metric.timestamp),
+                func.max(Metric.timestamp),
+                func.min(Metric.value),
+                func.max(Metric.value),
+            )
+            .where(*where)
+            .group_by(label)
+            .order_by(label)
+        )
+    ).all()
+    steps, timestamps, values = [], [], []
+    total = 0
+    for _bucket, count, lo_step, hi_step, lo_time, hi_time, lo_value, hi_value in rows:
+        total += count
+        steps.append(lo_step)
+        timestamps.append(lo_time)
+        values.append(lo_value)
+        if count > 1:
+            steps.append(hi_step)
+            timestamps.append(hi_time)
+            values.append(hi_value)
+    return SeriesForChart(steps, timestamps, values, total=total, reduced=True)
 
 
 async def record_input(

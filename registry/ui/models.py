@@ -91,16 +91,11 @@ class ModelPages(Controller):
                 max_results=MODELS_PAGE,
                 page_token=after or None,
             )
-            rows = []
-            for model in found:
-                promotions = await aliases.history(session, model_name=model.name, limit=1)
-                rows.append(
-                    ModelRow(
-                        model=model,
-                        aliases=await aliases.list_for_model(session, model_id=model.id),
-                        last_promotion=promotions[0] if promotions else None,
-                    )
-                )
+            # Two queries for the whole page, whatever its length (not two per model).
+            ids = [model.id for model in found]
+            held = await aliases.list_for_models(session, model_ids=ids)
+            last = await aliases.last_promotions(session, model_ids=ids)
+        rows = [ModelRow(model=m, aliases=held[m.id], last_promotion=last.get(m.id)) for m in found]
         return page(request, "models.html", rows=rows, q=query, next_page=next_page, searched=bool(query))
 
     @get("/models/{name:str}")

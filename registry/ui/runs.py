@@ -16,11 +16,11 @@ from registry.services import experiments, names, runs
 from registry.storage import BlobStore
 from registry.ui import sessions
 from registry.ui._render import page
-from registry.ui.lttb import lttb_indices
 
 MAX_POINTS = 5_000
-"""A series longer than this reaches the browser downsampled (LTTB) to this many points: a chart is at most a
-few thousand pixels wide, and a million points would cost seconds to send and draw."""
+"""A series longer than this reaches the browser reduced to at most this many points (min-max per step range,
+in the database): a chart is at most a few thousand pixels wide, and a million points would cost seconds to
+read, send and draw."""
 SYSTEM_PREFIX = "system/"
 DIFF_SHOWN = 256 * 1024
 """Bytes of the uncommitted diff drawn on the page; a longer diff is cut there (the whole is a download)."""
@@ -138,21 +138,17 @@ class RunPages(Controller):
 
     @get("/{run_id:str}/series")
     async def series(self, run_id: str, key: str, db: Database) -> dict[str, Any]:
-        """One metric of the run for a chart: ``steps``, ``times`` (ms since the epoch) and ``values`` (at most
-        ``MAX_POINTS``, LTTB-downsampled over the steps past that) and ``total``, the number of points stored."""
+        """One metric of the run for a chart: ``steps``, ``times`` (ms since the epoch) and ``values``, every
+        point up to ``MAX_POINTS``, past that each of ``MAX_POINTS / 2`` step ranges as its lowest and highest
+        value (reduced in the database); ``total`` is the number of points stored, ``reduced`` says which."""
         names.key(key, what="metric key")
         async with db.read() as session:
-            found = await runs.metric_series(session, run_id=run_id, key=key)
-        total = len(found.steps)
-        if total <= MAX_POINTS:
-            return {"key": key, "total": total, "steps": found.steps, "times": found.timestamps, "values": found.values}
-        import numpy as np
-
-        keep = lttb_indices(found.steps, found.values, MAX_POINTS)
+            found = await runs.series_for_chart(session, run_id=run_id, key=key, limit=MAX_POINTS)
         return {
             "key": key,
-            "total": total,
-            "steps": np.asarray(found.steps, dtype=np.float64)[keep].tolist(),
-            "times": np.asarray(found.timestamps, dtype=np.int64)[keep].tolist(),
-            "values": np.asarray(found.values, dtype=np.float64)[keep].tolist(),
+            "total": found.total,
+            "reduced": found.reduced,
+            "steps": found.steps,
+            "times": found.timestamps,
+            "values": found.values,
         }

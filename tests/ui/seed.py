@@ -40,6 +40,11 @@ index 3b18e51..a1c2f4e 100644
 """
 
 
+def loss_at(step: int) -> float:
+    """The seeded run's ``loss`` at ``step``: falling, with a wave on it (peaks and dips a chart must keep)."""
+    return 1.0 / (1 + step) + 0.05 * math.sin(step / 40)
+
+
 def eval_parquet(n: int, wrong: int) -> bytes:
     """An evaluation table as the gates read it: ``id``, ``label``, ``prediction`` with ``wrong`` mistakes."""
     labels = [f"c{i % 3}" for i in range(n)]
@@ -88,10 +93,7 @@ async def seed(client: httpx.AsyncClient, admin: str, *, versions: int = 3, metr
         )
     ).json()
     points: list[dict[str, object]] = []
-    points += [
-        {"key": "loss", "value": 1.0 / (1 + s) + 0.05 * math.sin(s / 40), "step": s, "timestamp": T0 + 1000 * s}
-        for s in range(LONG_SERIES)
-    ]
+    points += [{"key": "loss", "value": loss_at(s), "step": s, "timestamp": T0 + 1000 * s} for s in range(LONG_SERIES)]
     points += [{"key": "accuracy", "value": 0.5 + 0.004 * s, "step": s} for s in range(100)]
     points += [{"key": "system/cpu_utilization_percentage", "value": 30.0 + s % 7, "step": s} for s in range(50)]
     batch = {"params": {"learning_rate": "0.01", "epochs": "3"}, "metrics": points if metrics else []}

@@ -127,7 +127,7 @@ async def test_browse_model_version_run_with_charts(
     loss = page.locator('.chart[data-key="loss"]')
     await expect(loss).to_have_attribute("data-state", "drawn")
     assert await loss.get_attribute("data-total") == str(LONG_SERIES)
-    assert await loss.get_attribute("data-points") == "5000"
+    assert 2_000 < int(await loss.get_attribute("data-points") or 0) <= 5_000
     await expect(loss.locator(".note")).to_contain_text("downsampled")
     await expect(page.locator('.chart[data-key="accuracy"]')).to_have_attribute("data-points", "100")
     await expect(page.locator('.chart[data-key="system/cpu_utilization_percentage"]')).to_have_attribute(

@@ -113,7 +113,7 @@ async def test_version_page_lists_gate_runs_lineage_and_provenance(admin: httpx.
     runs_table = page.text.split('data-testid="gate-runs"')[1].split("</table>")[0]
     assert f'href="/ui/gate-runs/{seeded.gate_run_id}"' in runs_table and ">fail<" in runs_table
     lineage = page.text.split('class="lineage"')[1].split("</ol>")[0]
-    assert f'href="/ui/runs/{seeded.run_id}"' in lineage and "staging" not in lineage  # v3 holds no alias
+    assert f'href="/ui/runs/{seeded.run_id}"' in lineage and "<strong>v3</strong>" in lineage
     assert f"{seeded.model}-train v1" in lineage  # the dataset the run consumed
     assert f'href="/ui/runs/{seeded.run_id}#diff"' in page.text and "Python 3.12.7" in page.text
     assert "No drift check of this version" in page.text

@@ -18,7 +18,7 @@ from registry.ui.runs import MAX_POINTS
 from tests.conftest import Tokens, bearer, unique
 from tests.factories.models import create_model
 from tests.ui.conftest import csrf_of, sign_in
-from tests.ui.seed import LONG_SERIES, T0, Seeded, seed
+from tests.ui.seed import LONG_SERIES, T0, Seeded, loss_at, seed
 
 VERSION_LINK = re.compile(r'/versions/(\d+)">v\1</a>')
 
@@ -74,21 +74,47 @@ async def test_missing_things_are_html_pages(admin: httpx.AsyncClient, seeded: S
         assert "content-security-policy" in answer.headers
 
 
-async def test_run_page_and_its_downsampled_series(admin: httpx.AsyncClient, seeded: Seeded) -> None:
+async def test_run_page_and_its_reduced_series(admin: httpx.AsyncClient, seeded: Seeded) -> None:
     page = await admin.get(f"/ui/runs/{seeded.run_id}")
     assert page.status_code == 200
     assert "learning_rate" in page.text and "team" in page.text
     assert 'data-key="loss"' in page.text and 'data-key="system/cpu_utilization_percentage"' in page.text
     long = (await admin.get(f"/ui/runs/{seeded.run_id}/series", params={"key": "loss"})).json()
-    assert long["total"] == LONG_SERIES
-    assert len(long["steps"]) == len(long["values"]) == MAX_POINTS
+    assert long["total"] == LONG_SERIES and long["reduced"] is True
+    assert len(long["steps"]) == len(long["values"]) == len(long["times"]) <= MAX_POINTS
     assert long["steps"][0] == 0 and long["steps"][-1] == LONG_SERIES - 1
-    # Each kept point keeps its own time (the time axis is drawn from the same indices as the step axis).
+    assert long["steps"] == sorted(long["steps"])
+    # Each kept point keeps its own time (the time axis is drawn from the same rows as the step axis).
     assert long["times"] == [T0 + 1000 * int(step) for step in long["steps"]]
+    # Min-max: every step range keeps exactly its lowest and highest value, so no peak or dip is lost.
+    buckets = MAX_POINTS // 2
+    expected: dict[int, list[float]] = {}
+    for step in range(LONG_SERIES):
+        expected.setdefault(min(int(step / (LONG_SERIES - 1) * buckets), buckets - 1), []).append(loss_at(step))
+    want = [v for values in expected.values() for v in ((min(values), max(values)) if len(values) > 1 else values)]
+    assert long["values"] == pytest.approx(want)
+    everything = [loss_at(step) for step in range(LONG_SERIES)]
+    assert min(long["values"]) == pytest.approx(min(everything)) and max(long["values"]) == pytest.approx(
+        max(everything)
+    )
+
     short = (await admin.get(f"/ui/runs/{seeded.run_id}/series", params={"key": "accuracy"})).json()
-    assert short["total"] == 100 and short["steps"] == list(range(100))
+    assert short["total"] == 100 and short["steps"] == list(range(100)) and short["reduced"] is False
     none = (await admin.get(f"/ui/runs/{seeded.run_id}/series", params={"key": "never-logged"})).json()
-    assert none == {"key": "never-logged", "total": 0, "steps": [], "times": [], "values": []}
+    assert none == {"key": "never-logged", "total": 0, "reduced": False, "steps": [], "times": [], "values": []}
+
+
+async def test_a_series_logged_without_steps_is_reduced_over_time(
+    admin: httpx.AsyncClient, app_client: httpx.AsyncClient
+) -> None:
+    run = (await app_client.post("/api/v1/runs/", json={"experiment": unique("exp")})).json()
+    points = [{"key": "lr", "value": float(i % 97), "step": 0, "timestamp": T0 + i} for i in range(MAX_POINTS + 500)]
+    assert (await app_client.post(f"/api/v1/runs/{run['id']}/log-batch", json={"metrics": points})).status_code == 200
+    found = (await admin.get(f"/ui/runs/{run['id']}/series", params={"key": "lr"})).json()
+    assert found["total"] == MAX_POINTS + 500 and found["reduced"] is True
+    assert len(found["times"]) <= MAX_POINTS and found["times"] == sorted(found["times"])
+    assert found["times"][0] == T0 and found["times"][-1] == T0 + MAX_POINTS + 499
+    assert min(found["values"]) == 0.0 and max(found["values"]) == 96.0
 
 
 async def test_promotion_is_a_compare_and_swap(

@@ -140,7 +140,7 @@
         note.textContent =
           shown === data.total
             ? data.total + " points"
-            : shown + " of " + data.total + " points (downsampled, peaks kept)";
+            : shown + " of " + data.total + " points (downsampled: each step range's low and high kept)";
         box.dataset.state = "drawn";
       })
       .catch(function (error) {
