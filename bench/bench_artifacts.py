@@ -185,6 +185,10 @@ def launch(
     log = workdir / log_name
     if http is None:
         command = ["registry", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir)]
+    elif http == "granian":
+        # Granian (Rust HTTP server, ASGI interface) on the same app factory; one worker, as the others.
+        command = ["granian", "--interface", "asgi", "--factory", "registry.api.app:from_env", "--host"]
+        command += ["127.0.0.1", "--port", str(port), "--workers", "1", "--log-level", "warning"]
     else:
         command = ["uvicorn", "--factory", "registry.api.app:from_env", "--port", str(port), "--http", http]
         command += ["--log-level", "warning"]
@@ -231,9 +235,23 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds used so far by ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds used so far by ``pid`` and the processes under it (all their threads): a
+    server's workers and helper processes count as the server."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in tree:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
 
 
 def own_cpu() -> float:

@@ -9,8 +9,9 @@ upload it records MB/s and the server's and the client's CPU seconds per GB.
 A variant is ``NAME=TREE`` or ``NAME=TREE:HTTP``. ``TREE`` is a source tree put first on the server's
 ``PYTHONPATH`` (``.`` for this checkout; an older commit via ``git worktree add /tmp/old COMMIT``).
 ``HTTP`` is uvicorn's ``--http`` (``auto``, ``httptools``, or an import string such as
-``registry.api.server:HttpProtocol``), the server then being run by ``uvicorn`` itself; without it, by
-``registry serve`` as shipped in that tree.
+``registry.api.server:HttpProtocol``), the server then being run by ``uvicorn`` itself, or ``granian`` (the
+app factory served by Granian, when it is installed); without it, by ``registry serve`` as shipped in that
+tree. Server CPU is that of the server's whole process tree.
 
     .venv/bin/python bench/bench_upload_ab.py --variant now=. --variant old=/tmp/old [--size 1G]
                                               [--rounds 8] [--workdir DIR]
