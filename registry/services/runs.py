@@ -11,7 +11,6 @@ from typing import Any, cast
 from sqlalchemy import BigInteger, Float, Table, and_, delete, func, insert, or_, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 from registry.domain.artifacts import ArtifactVersion, Blob, RunInput
 from registry.domain.models import ModelVersion, RegisteredModel
@@ -398,72 +397,78 @@ async def series_for_chart(session: AsyncSession, *, run_id: str, key: str, limi
     """``key``'s history on the run for a chart of at most ``limit`` points, reduced in the database.
 
     A million points cost seconds to read into Python and carry nothing a chart a few thousand pixels wide
-    can show. So one query reads up to ``limit + 1`` points; only when there are more does a second one group
-    the history into ``limit // 2`` equal step ranges and keep, per range, its lowest value (at the range's
-    first step and time) and its highest (at its last): the band a line through every point would cover, to
-    within a range's width, peaks and dips included. The database does the reading; Python sees ``limit``
-    rows. Raises NotFound for an unknown run."""
+    can show. So one query reads up to ``limit + 1`` points; only when there are more is the history cut into
+    ``(limit - 2) // 2`` equal step ranges (time ranges when every point has the same step), and each range
+    keeps its lowest and its highest point, each at the step and time it was logged, plus the very first and
+    last points (M4-style decimation): peaks, dips and the final value survive at any zoom a screen can show.
+    The database does the reading; Python sees at most ``limit`` rows. Raises NotFound for an unknown run."""
     await get(session, run_id=run_id)
     where = (Metric.run_id == run_id, Metric.key == key)
+    order = (Metric.step, Metric.timestamp, Metric.id)
     head = (
         await session.execute(
-            select(Metric.step, Metric.timestamp, Metric.value)
-            .where(*where)
-            .order_by(Metric.step, Metric.timestamp, Metric.id)
-            .limit(limit + 1)
+            select(Metric.step, Metric.timestamp, Metric.value).where(*where).order_by(*order).limit(limit + 1)
         )
     ).all()
     if len(head) <= limit:
         steps, timestamps, values = (list(c) for c in zip(*head, strict=True)) if head else ([], [], [])
         return SeriesForChart(steps, timestamps, values, total=len(head), reduced=False)
-    # Ranges of steps; of time when every point has the same step (code that logs without steps).
-    axis = Metric.step
-    first = int(head[0][0])
-    last = int(await session.scalar(select(func.max(Metric.step)).where(*where)) or first)
+    tail = (
+        await session.execute(
+            select(Metric.step, Metric.timestamp, Metric.value)
+            .where(*where)
+            .order_by(*(c.desc() for c in order))
+            .limit(1)
+        )
+    ).one()
+    axis: Any = Metric.step
+    first, last = int(head[0][0]), int(tail[0])
     if last == first:
         axis = Metric.timestamp
         bounds = (await session.execute(select(func.min(axis), func.max(axis)).where(*where))).one()
         first, last = int(bounds[0]), int(bounds[1])
     span = max(last - first, 1)
-    buckets = max(limit // 2, 1)
+    buckets = max((limit - 2) // 2, 1)
     # Float arithmetic: (x - first) * buckets could overflow 64 bits for huge steps. The last point lands in
     # bucket ``buckets``, which the clamp folds into the one before.
     position = sql_cast(axis - first, Float) / span * buckets
-    bucket: ColumnElement[int]
-    if dialect(session) == "postgresql":
-        bucket = func.least(sql_cast(func.floor(position), BigInteger), buckets - 1)
-    else:  # SQLite: CAST truncates toward zero; two-argument min() is its scalar minimum
-        bucket = func.min(sql_cast(position, BigInteger), buckets - 1)
-    label = bucket.label("bucket")
-    rows = (
-        await session.execute(
-            select(
-                label,
-                func.count(),
-                func.min(Metric.step),
-                func.max(Metric.step),
-                func.min(Metric.timestamp),
-                func.max(Metric.timestamp),
-                func.min(Metric.value),
-                func.max(Metric.value),
-            )
-            .where(*where)
-            .group_by(label)
-            .order_by(label)
-        )
-    ).all()
-    steps, timestamps, values = [], [], []
+    points: set[tuple[int, int, float]] = {tuple(head[0]), tuple(tail)}  # type: ignore[arg-type]
     total = 0
-    for _bucket, count, lo_step, hi_step, lo_time, hi_time, lo_value, hi_value in rows:
-        total += count
-        steps.append(lo_step)
-        timestamps.append(lo_time)
-        values.append(lo_value)
-        if count > 1:
-            steps.append(hi_step)
-            timestamps.append(hi_time)
-            values.append(hi_value)
-    return SeriesForChart(steps, timestamps, values, total=total, reduced=True)
+    if dialect(session) == "postgresql":
+        from sqlalchemy.dialects.postgresql import array
+
+        label = func.least(sql_cast(func.floor(position), BigInteger), buckets - 1).label("bucket")
+        # min()/max() over arrays compare element by element: the value first, then where it was logged.
+        # (Steps and times travel as float8 here: exact up to 2**53.)
+        where_logged = array([Metric.value, sql_cast(Metric.step, Float), sql_cast(Metric.timestamp, Float)])
+        rows = await session.execute(
+            select(label, func.count(), func.min(where_logged), func.max(where_logged)).where(*where).group_by(label)
+        )
+        for _bucket, count, low, high in rows:
+            total += count
+            points.update((int(p[1]), int(p[2]), float(p[0])) for p in (low, high))
+    else:
+        # SQLite: in a query with a single min() or max(), the other columns come from the row that holds it.
+        label = func.min(sql_cast(position, BigInteger), buckets - 1).label("bucket")
+        for extreme in (func.min, func.max):
+            rows = await session.execute(
+                select(label, func.count(), Metric.step, Metric.timestamp, extreme(Metric.value))
+                .where(*where)
+                .group_by(label)
+            )
+            counted = 0
+            for _bucket, count, step, timestamp, value in rows:
+                counted += count
+                points.add((int(step), int(timestamp), float(value)))
+            total = counted
+    ordered = sorted(points)
+    return SeriesForChart(
+        steps=[p[0] for p in ordered],
+        timestamps=[p[1] for p in ordered],
+        values=[p[2] for p in ordered],
+        total=total,
+        reduced=True,
+    )
 
 
 async def record_input(

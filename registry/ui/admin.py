@@ -14,6 +14,7 @@ run). Each one reads only the rows of the page shown, through an index.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,7 @@ RUN_ID_LENGTH = 32
 def _path_id(text: str, what: str) -> int:
     """An id from the path. The route takes any text so that ``/ui/webhooks/abc`` gets the HTML 404 page too:
     text that is not a number, or a number no BIGINT holds, names nothing (404), as any unknown id."""
-    value = int(text) if text.isascii() and text.lstrip("-").isdigit() and len(text) <= 40 else None
+    value = int(text) if re.fullmatch(r"-?[0-9]{1,40}", text) else None
     if value is None or int64_or_none(value) is None:
         raise NotFound(f"{what} {text[:40]!r} does not exist")
     return value

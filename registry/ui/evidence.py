@@ -157,6 +157,8 @@ class EvidencePages(Controller):
         headers = {
             **report.HEADERS,
             "content-security-policy": DRAWN_CSP,
+            # Like every page, not kept by the browser after signing out (the API's copy may be cached).
+            "cache-control": "no-store",
             "content-length": str(built.size),
             "etag": f'"{built.digest}"',
         }

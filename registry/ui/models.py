@@ -120,7 +120,7 @@ class ModelPages(Controller):
         needed = Role.maintainer if alias.lower() in protected(settings) else Role.writer
         require(viewer.actor, needed, action=f"rolling back {alias}")
         expect_text = form.get("expect", "")
-        if not expect_text.isdigit() or int64_or_none(int(expect_text)) is None:
+        if not (expect_text.isascii() and expect_text.isdigit()) or int64_or_none(int(expect_text)) is None:
             raise InvalidInput("the form lost the version the alias held; reload the page", field="expect")
         reason = form.get("reason", "").strip()
         try:
@@ -213,7 +213,7 @@ class ModelPages(Controller):
         number = _version(name, number)
         alias, reason = form.get("alias", ""), form.get("reason", "").strip()
         expect_text = form.get("expect", "")
-        if not expect_text.isdigit() or int64_or_none(int(expect_text)) is None:
+        if not (expect_text.isascii() and expect_text.isdigit()) or int64_or_none(int(expect_text)) is None:
             raise InvalidInput("the form lost the version the alias held; reload the page", field="expect")
         expect = int(expect_text) or None
         force = form.get("force") == "1"

@@ -3,6 +3,7 @@ fed by a downsampled series endpoint."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from registry.storage import BlobStore
 from registry.ui import sessions
 from registry.ui._render import page
 
+log = logging.getLogger("registry.ui")
 MAX_POINTS = 5_000
 """A series longer than this reaches the browser reduced to at most this many points (min-max per step range,
 in the database): a chart is at most a few thousand pixels wide, and a million points would cost seconds to
@@ -49,7 +51,9 @@ def diff_lines(text: str) -> list[DiffLine]:
     line that reads ``-- x`` stays a removal."""
     found: list[DiffLine] = []
     in_header = False
-    for line in text.splitlines():
+    # Only "\n" ends a line in a diff (str.splitlines() would also cut at form feeds, U+2028 and others).
+    for line in text.removesuffix("\n").split("\n") if text else []:
+        line = line.removesuffix("\r")
         if line.startswith(("diff ", "index ", "new file mode", "deleted file mode", "similarity ", "rename ")):
             in_header = True
             found.append(DiffLine("file", line))
@@ -70,7 +74,7 @@ def diff_lines(text: str) -> list[DiffLine]:
 async def read_diff(store: BlobStore, digest: str, size: int) -> Diff:
     chunks: list[bytes] = []
     got = 0
-    stream = store.stream(digest)
+    stream = store.stream(digest, chunk_size=DIFF_SHOWN)
     try:
         async for chunk in stream:
             chunks.append(chunk)
@@ -97,6 +101,17 @@ async def read_diff(store: BlobStore, digest: str, size: int) -> Diff:
     )
 
 
+def environment_of(captured: Any) -> dict[str, Any]:
+    """The run's environment as the page shows it. The API takes any JSON object, so a field the SDK writes as
+    an object (``packages``) may arrive as something else: then it is shown as text, never trusted."""
+    env = dict(captured) if isinstance(captured, dict) else {}
+    packages = env.get("packages")
+    if packages is not None and not isinstance(packages, dict):
+        env["packages"] = {}
+        env["packages_text"] = str(packages)[:2000]
+    return env
+
+
 class RunPages(Controller):
     path = "/ui/runs"
     guards = [sessions.signed_in]
@@ -109,9 +124,13 @@ class RunPages(Controller):
             experiment = await experiments.get(session, experiment_id=view.run.experiment_id)
             produced = await runs.versions_of(session, run_id=run_id)
             diff_size = await runs.diff_size(session, run=view.run)
-        diff = None
+        diff, diff_missing = None, False
         if view.run.git_diff_sha256 and diff_size is not None:
-            diff = await read_diff(store, view.run.git_diff_sha256, diff_size)
+            try:
+                diff = await read_diff(store, view.run.git_diff_sha256, diff_size)
+            except FileNotFoundError:  # the blob's bytes are gone from the store: the rest of the page still shows
+                log.warning("run %s: diff blob %s is missing from the store", run_id, view.run.git_diff_sha256)
+                diff_missing = True
         training = [m for m in view.metrics if not m.key.startswith(SYSTEM_PREFIX)]
         system = [m for m in view.metrics if m.key.startswith(SYSTEM_PREFIX)]
         return page(
@@ -122,8 +141,9 @@ class RunPages(Controller):
             training=training,
             system=system,
             diff=diff,
+            diff_missing=diff_missing,
             produced=produced,
-            env=view.run.environment or {},
+            env=environment_of(view.run.environment),
         )
 
     @get("/{run_id:str}/diff")

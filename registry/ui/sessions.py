@@ -36,7 +36,7 @@ from litestar.datastructures import Cookie
 from litestar.handlers.base import BaseRouteHandler
 
 from registry.db import Database
-from registry.errors import Forbidden, RegistryError, Unauthenticated
+from registry.errors import Forbidden, InvalidInput, RegistryError, Unauthenticated
 from registry.services import tokens
 from registry.services.auth import Actor
 
@@ -213,4 +213,8 @@ async def checked_form(request: Request[Any, Any, Any]) -> dict[str, str]:
     sent = form.get(CSRF_FIELD)
     if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), viewer_of(request).csrf.encode()):
         raise Forbidden("the form's security token is missing or does not match your session; reload the page")
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    for name, value in fields.items():
+        if "\x00" in value:  # PostgreSQL's text cannot hold it; refused here as the API refuses it in JSON
+            raise InvalidInput(f"{name} contains a NUL character", field=name)
+    return fields

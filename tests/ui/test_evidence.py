@@ -11,6 +11,7 @@ import pytest
 from litestar import Litestar
 
 from monitoring.report import CONTENT_SECURITY_POLICY
+from registry.settings import Settings
 from registry.ui.evidence import WIDTH, place
 from registry.ui.runs import diff_lines
 from tests.conftest import Tokens
@@ -235,7 +236,8 @@ async def test_rollback_from_the_model_page_is_a_compare_and_swap_with_the_api_r
     assert done.status_code == 303 and "rolled_back=staging" in done.headers["location"]
     assert (await app_client.get(f"/api/v1/models/{mine.model}/aliases/staging")).json()["version"] == 3
     after = await writer.get(done.headers["location"])
-    assert "staging was rolled back." in after.text and "v1 was a mistake" in after.text and "rollback" in after.text
+    assert "staging was rolled back." in after.text
+    assert re.search(r"<td>rollback</td>\s*<td>test-writer</td>\s*<td>v1 was a mistake</td>", after.text)
 
     async with another(ui_app) as other:
         reader = await signed_in(other, api_tokens.reader)
@@ -311,3 +313,72 @@ async def test_gate_run_and_drift_pages_refuse_unknown_ids_with_a_page(admin: ht
         answer = await admin.get(path)
         assert answer.status_code in (400, 404), path
         assert answer.headers["content-type"].startswith("text/html")
+
+
+# -- bad input gets a page, never a 500 ------------------------------------------------------------------------
+def test_diff_lines_end_lines_only_at_newlines() -> None:
+    lines = diff_lines("@@ -1 +1 @@\r\n+a\u2028b\x0cc\n-d\n")
+    assert [(line.kind, line.text) for line in lines] == [
+        ("hunk", "@@ -1 +1 @@"),
+        ("add", "+a\u2028b\x0cc"),
+        ("del", "-d"),
+    ]
+    assert diff_lines("") == []
+
+
+async def test_odd_environments_and_missing_diff_bytes_still_show_the_run(
+    admin: httpx.AsyncClient, app_client: httpx.AsyncClient, settings: Settings
+) -> None:
+    from tests.ui.seed import upload_blob
+
+    token = app_client.headers["authorization"].split()[1]
+    blob = await upload_blob(app_client, token, b"diff --git a/x b/x\n@@ -1 +1 @@\n-x\n+y\n")
+    run = (
+        await app_client.post(
+            "/api/v1/runs/",
+            json={
+                "environment": {"packages": ["numpy==2.1"], "python": 3},
+                "git": {"commit": "b" * 40, "dirty": True, "diff_sha256": blob["sha256"]},
+            },
+        )
+    ).json()
+    page = await admin.get(f"/ui/runs/{run['id']}")
+    assert page.status_code == 200 and "numpy==2.1" in page.text and '<span class="add">+y</span>' in page.text
+    # The blob's bytes vanish from the store (a broken disk, a bucket emptied by hand): the page still shows.
+    sha = blob["sha256"]
+    (settings.data_dir / "blobs" / sha[:2] / sha[2:4] / sha).unlink()
+    page = await admin.get(f"/ui/runs/{run['id']}")
+    assert page.status_code == 200 and "its bytes are missing from the blob store" in page.text
+    assert (await admin.get(f"/ui/runs/{run['id']}/diff")).status_code == 404
+    # A version registered from that run shows its environment summary without failing either.
+    name = f"odd-{run['id'][:8]}"
+    assert (await app_client.post("/api/v1/models/", json={"name": name})).status_code == 201
+    assert (await app_client.put(f"/api/v1/runs/{run['id']}/artifacts/m/w.bin", content=b"w")).status_code == 201
+    made = await app_client.post(f"/api/v1/models/{name}/versions", json={"run_id": run["id"], "path": "m"})
+    assert made.status_code == 201, made.text
+    assert (await admin.get(f"/ui/models/{name}/versions/1")).status_code == 200
+
+
+async def test_forms_with_odd_values_are_refused_with_a_page(
+    browser_less: httpx.AsyncClient, app_client: httpx.AsyncClient, api_tokens: Tokens
+) -> None:
+    mine = await seed(app_client, api_tokens.admin, metrics=False)
+    maintainer = await signed_in(browser_less, api_tokens.maintainer)
+    url = f"/ui/models/{mine.model}"
+    page = await maintainer.get(f"{url}/versions/3")
+    csrf = csrf_of(page)
+    for form in (
+        {"alias": "staging", "expect": "\u00b2", "reason": "x"},  # a digit to str.isdigit(), not to int()
+        {"alias": "staging", "expect": "2", "reason": "nul \x00 inside"},
+    ):
+        answer = await maintainer.post(f"{url}/versions/3/promote", data={"csrf": csrf, **form})
+        assert answer.status_code == 400, (form, answer.text[:300])
+        assert answer.headers["content-type"].startswith("text/html")
+    for expect in ("\u00b2", "\u2460"):
+        answer = await maintainer.post(f"{url}/aliases/staging/rollback", data={"csrf": csrf, "expect": expect})
+        assert answer.status_code == 400
+    held = (await app_client.get(f"/api/v1/models/{mine.model}/aliases/staging")).json()
+    assert held["version"] == 2, "nothing moved"
+    for path in ("/ui/webhooks/--1", "/ui/experiments/--1", "/ui/webhooks/1-", "/ui/experiments/%C2%B2"):
+        answer = await maintainer.get(path)
+        assert answer.status_code == 404, path

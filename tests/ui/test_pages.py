@@ -86,13 +86,17 @@ async def test_run_page_and_its_reduced_series(admin: httpx.AsyncClient, seeded:
     assert long["steps"] == sorted(long["steps"])
     # Each kept point keeps its own time (the time axis is drawn from the same rows as the step axis).
     assert long["times"] == [T0 + 1000 * int(step) for step in long["steps"]]
-    # Min-max: every step range keeps exactly its lowest and highest value, so no peak or dip is lost.
-    buckets = MAX_POINTS // 2
-    expected: dict[int, list[float]] = {}
+    # M4: every step range keeps its lowest and its highest point where they were logged, and the first and
+    # last points are kept, so no peak, dip or final value is lost.
+    buckets = (MAX_POINTS - 2) // 2
+    ranges: dict[int, list[int]] = {}
     for step in range(LONG_SERIES):
-        expected.setdefault(min(int(step / (LONG_SERIES - 1) * buckets), buckets - 1), []).append(loss_at(step))
-    want = [v for values in expected.values() for v in ((min(values), max(values)) if len(values) > 1 else values)]
-    assert long["values"] == pytest.approx(want)
+        ranges.setdefault(min(int(step / (LONG_SERIES - 1) * buckets), buckets - 1), []).append(step)
+    kept = {0, LONG_SERIES - 1}
+    for steps in ranges.values():
+        kept |= {min(steps, key=loss_at), max(steps, key=loss_at)}
+    assert long["steps"] == sorted(kept)
+    assert long["values"] == pytest.approx([loss_at(step) for step in long["steps"]])
     everything = [loss_at(step) for step in range(LONG_SERIES)]
     assert min(long["values"]) == pytest.approx(min(everything)) and max(long["values"]) == pytest.approx(
         max(everything)
