@@ -28,7 +28,7 @@ in turn (so drift on a shared machine hits all pages alike):
 | model, last page | ``GET /ui/models/{m}?before=51`` (versions 50..1) |
 | version | ``GET /ui/models/{m}/versions/5000`` |
 | run | ``GET /ui/runs/{id}`` (the HTML; its charts fetch the series below) |
-| series, 1M points | ``GET /ui/runs/{id}/series?key=loss`` (all points read, LTTB-downsampled to 5,000, JSON) |
+| series, 1M points | ``GET /ui/runs/{id}/series?key=loss`` (≤ 5,000 points: min, max of 2,500 step ranges, in SQL) |
 
 Latency is request sent → body read, on loopback; size is the body's bytes (the server does not compress).
 ``CPU ms`` is the server process's CPU per request, from ``/proc/<pid>/task/*/schedstat`` (nanoseconds, every
@@ -38,15 +38,22 @@ Then, three times, one series request on one connection while ``GET /health`` go
 how long everyone else waits while a chart loads (and how many probes fail: ``/health`` answers 503 when its
 database ping times out).
 
-``--profile`` (on by default) then takes the series endpoint apart in this process, on the same database: the
-run lookup, the query and fetch as the service runs it (SQLAlchemy), the same query on the bare driver (sqlite3 or
-asyncpg), the columns, LTTB (with the conversion of the lists to arrays) and the JSON encoding (msgspec, as
-Litestar does), median of 5, plus the query plan.
+``--profile`` (on by default) then takes the series endpoint apart in this process, on the same database: it runs
+``registry.services.runs.series_for_chart`` itself, the code the handler calls, through a session that times each
+statement it sends (execute + fetch of every row: the run lookup, the head query of at most 5,001 rows, the max-step
+query, the ``GROUP BY`` aggregate over 2,500 step ranges), what is left of the call (Python turning rows into
+columns), the JSON encoding (msgspec, as Litestar does) and the total, median of 5; then the aggregate alone on the
+bare driver (sqlite3 or asyncpg) and its query plan (SQLite: ``EXPLAIN QUERY PLAN``; PostgreSQL:
+``EXPLAIN (ANALYZE, BUFFERS)``), and the same for the head query.
+
+The table also carries each page's p50 from the run before commit 24fc7f3 (when the series endpoint read every
+point into Python and downsampled there with LTTB, and the models list ran two queries per model), when the data
+is the default size.
 
 Prints Markdown (``--markdown-out`` also writes it; ``--json-out`` the raw numbers) and removes what it made
 (``--keep`` keeps the work folder with the server logs).
 
-    .venv/bin/python bench/bench_ui.py --markdown-out bench/results/ui.md         # both backends, ~12 min
+    .venv/bin/python bench/bench_ui.py --markdown-out bench/results/ui.md         # both backends, ~5 min
     .venv/bin/python bench/bench_ui.py --backends sqlite --versions 1000 --points 100000 --requests 10   # quick
 """
 
@@ -86,6 +93,35 @@ TARGET_MS = 100.0
 BATCH = 10_000
 """Metric points per log-batch call: the API's maximum (``registry.services.runs.MAX_BATCH``)."""
 SERIES_KEY = "loss"
+MAX_POINTS = 5_000
+"""What the series endpoint answers at most (``registry.ui.runs.MAX_POINTS``): past it, ``MAX_POINTS // 2`` step
+ranges, each as its lowest and highest value."""
+DEFAULT_SIZE = {"versions": 10_000, "points": 1_000_000, "models": 60, "moves": 120}
+BEFORE_COMMIT = "a114580"
+BEFORE = {
+    "sqlite": {
+        "models list": 227.1,
+        "model, first page": 40.5,
+        "model, last page": 36.8,
+        "version": 26.6,
+        "run": 18.3,
+        "series, 1,000,000 points": 5335.6,
+    },
+    "postgres": {
+        "models list": 259.2,
+        "model, first page": 52.5,
+        "model, last page": 47.0,
+        "version": 31.5,
+        "run": 28.6,
+        "series, 1,000,000 points": 5797.8,
+    },
+}
+"""p50 ms per page on 2026-12-03 14:24-14:35 UTC at a114580, the commit before 24fc7f3 (series: every point read
+into Python, LTTB-downsampled there; models list: two queries per model), same data, same machine."""
+BEFORE_STALL = (
+    "before 24fc7f3, /health waited up to 4,523 ms (SQLite) / 4,754 ms (PostgreSQL) behind one series request, "
+    "and 3 probes on each backend answered HTTP 503"
+)
 VIA = {
     "sql": "version 1 through the API, versions 2.. copied from it in bulk SQL",
     "api": "created one by one through the API",
@@ -274,7 +310,7 @@ def seed(
         for step in range(first, min(points, first + BATCH)):
             value = 2.0 / (1 + step / 5000) + 0.05 * math.sin(step / 900) + noise.gauss(0, 0.01)
             if noise.random() < 0.0005:
-                value += noise.uniform(0.2, 1.0)  # spikes LTTB has to keep
+                value += noise.uniform(0.2, 1.0)  # spikes: a range's max must keep them
             metrics.append({"key": SERIES_KEY, "value": value, "step": step})
         must(client.post(f"/api/v1/runs/{run_id}/log-batch", json={"metrics": metrics}), 200, "log-batch")
     seconds["metrics"] = time.perf_counter() - t0
@@ -305,12 +341,16 @@ class PageResult:
     latencies: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
+    first: float = float("nan")
+    """Seconds of the page's first request: for the series, the reduction in the database (later requests are
+    served from the reduced answer the process keeps until the series changes)."""
 
     def summary(self) -> dict[str, Any]:
         ms = [s * 1000 for s in self.latencies]
         return {
             "page": self.name,
             "path": self.path,
+            "first_ms": self.first * 1000,
             "n": len(ms),
             "p50_ms": percentile(ms, 0.5),
             "p95_ms": percentile(ms, 0.95),
@@ -337,8 +377,16 @@ def check_page(name: str, answer: httpx.Response, seeded: Seeded) -> None:
         raise RuntimeError(f"{name}: HTTP {answer.status_code} {answer.text[:300]}")
     if name.startswith("series"):
         body = answer.json()
-        if body["total"] != seeded.points or len(body["steps"]) != min(5000, seeded.points):
-            raise RuntimeError(f"{name}: unexpected series total={body['total']} points={len(body['steps'])}")
+        shown = len(body["steps"])
+        reduced = seeded.points > MAX_POINTS
+        if (
+            body["total"] != seeded.points
+            or body.get("reduced") is not reduced
+            or not (0 < shown <= MAX_POINTS if reduced else shown == seeded.points)
+        ):
+            raise RuntimeError(
+                f"{name}: unexpected series total={body['total']} reduced={body.get('reduced')} points={shown}"
+            )
     elif "Sign in" in answer.text and "<h1>Sign in</h1>" in answer.text:
         raise RuntimeError(f"{name}: got the sign-in page, the session cookie was not taken")
 
@@ -346,6 +394,11 @@ def check_page(name: str, answer: httpx.Response, seeded: Seeded) -> None:
 def measure(client: httpx.Client, server_pid: int, seeded: Seeded, *, warmup: int, rounds: int) -> list[PageResult]:
     results = [PageResult(name, path) for name, path in pages_for(seeded)]
     for result in results:
+        t0 = time.perf_counter()
+        answer = client.get(result.path)
+        _ = answer.content
+        result.first = time.perf_counter() - t0
+        check_page(result.name, answer, seeded)
         for _ in range(warmup):
             check_page(result.name, client.get(result.path), seeded)
     for i in range(rounds):
@@ -365,11 +418,12 @@ def measure(client: httpx.Client, server_pid: int, seeded: Seeded, *, warmup: in
     return results
 
 
-def stall(url: str, cookies: httpx.Cookies, path: str, repeats: int = 3) -> dict[str, Any]:
+def stall(url: str, cookies: httpx.Cookies, path: str, *, token: str, run_id: str, repeats: int = 3) -> dict[str, Any]:
     """What one series request does to everyone else: while it runs on one connection, ``GET /health`` goes out
     back to back on another (it pings the database, so it needs the event loop and a connection, little else).
-    Returns the series' seconds, the probes' latencies and how many probes failed (by status), over ``repeats``
-    tries."""
+    Before each try one point is logged to the series (after its last step), so the server reduces it again
+    instead of answering from the reduced series it keeps. Returns the series' seconds, the probes' latencies
+    and how many probes failed (by status), over ``repeats`` tries."""
     import threading
 
     series_s: list[float] = []
@@ -377,7 +431,15 @@ def stall(url: str, cookies: httpx.Cookies, path: str, repeats: int = 3) -> dict
     failed: dict[int, int] = {}
     with httpx.Client(base_url=url, cookies=cookies, timeout=120) as heavy, httpx.Client(base_url=url) as probe:
         probe.get("/health")
-        for _ in range(repeats):
+        for attempt in range(repeats):
+            point = {"key": "loss", "value": 0.5, "step": 10**9 + attempt, "timestamp": int(time.time() * 1000)}
+            logged = probe.post(
+                f"/api/v1/runs/{run_id}/log-batch",
+                json={"metrics": [point]},
+                headers={"authorization": f"Bearer {token}"},
+            )
+            if logged.status_code != 200:
+                raise RuntimeError(f"log-batch: HTTP {logged.status_code} {logged.text[:200]}")
             done = threading.Event()
 
             def fetch(done: threading.Event = done) -> None:
@@ -413,103 +475,153 @@ def stall(url: str, cookies: httpx.Cookies, path: str, repeats: int = 3) -> dict
 # --------------------------------------------------------------------------------------------- profiling
 
 
-SERIES_SQL = (
-    "SELECT step, timestamp, value FROM metrics WHERE run_id = {p1} AND key = {p2} ORDER BY step, timestamp, id"
-)
+class TimedSession:
+    """An ``AsyncSession`` stand-in that passes everything through and times each statement sent through
+    ``execute``, ``scalar`` and ``get``. The async session buffers every row before it returns, so each time is
+    the driver's execute plus the fetch of all rows (and SQLAlchemy's row objects)."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        self.calls: list[tuple[str, float, Any]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.session, name)
+
+    async def execute(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        result = await self.session.execute(statement, *args, **kwargs)
+        self.calls.append(("execute", time.perf_counter() - t0, statement))
+        return result
+
+    async def scalar(self, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        result = await self.session.scalar(statement, *args, **kwargs)
+        self.calls.append(("scalar", time.perf_counter() - t0, statement))
+        return result
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        result = await self.session.get(*args, **kwargs)
+        self.calls.append(("get", time.perf_counter() - t0, None))
+        return result
+
+
+def statement_stage(kind: str, statement: Any) -> str:
+    """Which of ``series_for_chart``'s statements this is, from its SQL."""
+    if kind == "get":
+        return "run lookup (session.get)"
+    sql = " ".join(str(statement).lower().split())
+    if "group by" in sql:
+        return "GROUP BY aggregate over the step ranges (execute + fetch)"
+    if "latest_metrics" in sql:
+        return "point count and latest point (latest_metrics)"
+    if "limit" in sql and " desc" in sql:
+        return "tail query (last point)"
+    if "limit" in sql:
+        return "head query (first point)"
+    if "max(metrics.step)" in sql:
+        return "max-step query"
+    if "min(metrics.timestamp)" in sql:
+        return "time-range query (all steps equal)"
+    return "other query"
+
+
+def literal_sql(statement: Any, dialect: Any) -> str:
+    """The statement as its dialect sends it, with the parameters written in (for EXPLAIN and the bare driver)."""
+    sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    return "\n".join(line.rstrip() for line in sql.strip().splitlines())
 
 
 async def profile_series(database_url: str, run_id: str, key: str, repeats: int = 5) -> dict[str, Any]:
-    """The series endpoint's pieces, timed one by one in this process on the same database (median of
-    ``repeats``): what the handler does, in its order, plus the bare driver for comparison."""
+    """The series endpoint's pieces, timed in this process on the same database (median of ``repeats``, after a
+    warm-up): ``series_for_chart`` itself through a ``TimedSession`` (each statement, and the rest of the call),
+    the JSON encoding, the total; then the head query and the aggregate alone on the bare driver, and their plans."""
     import msgspec
-    import numpy as np
-    from sqlalchemy import select
 
     from registry.db import Database
-    from registry.domain.runs import Metric
     from registry.services import runs
-    from registry.ui.lttb import lttb_indices
-    from registry.ui.runs import MAX_POINTS
 
     stages: dict[str, list[float]] = {}
 
     def note(stage: str, seconds: float) -> None:
         stages.setdefault(stage, []).append(seconds * 1000)
 
+    sent: dict[str, str] = {}  # stage → the SQL of the head query and the aggregates, parameters written in
+    shape: dict[str, Any] = {}
     db = Database(database_url)
     try:
-        for _ in range(repeats + 1):  # the first is a warm-up
+        for attempt in range(repeats + 1):  # the first is a warm-up
+            if attempt == 1:
+                stages.clear()
+            runs._REDUCED.clear()  # time the reduction, not the answer the process keeps afterwards
             t_all = time.perf_counter()
             async with db.read() as session:
+                timed = TimedSession(session)
                 t0 = time.perf_counter()
-                await runs.get(session, run_id=run_id)
-                note("run lookup", time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                result = await session.execute(
-                    select(Metric.step, Metric.timestamp, Metric.value)
-                    .where(Metric.run_id == run_id, Metric.key == key)
-                    .order_by(Metric.step, Metric.timestamp, Metric.id)
-                )
-                note("query + execute (SQLAlchemy)", time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                found = result.all()
-                note("fetch rows .all() (SQLAlchemy)", time.perf_counter() - t0)
+                found = await runs.series_for_chart(timed, run_id=run_id, key=key, limit=MAX_POINTS)  # type: ignore[arg-type]
+                call = time.perf_counter() - t0
+                seen: dict[str, int] = {}
+                for kind, seconds, statement in timed.calls:
+                    stage = statement_stage(kind, statement)
+                    seen[stage] = seen.get(stage, 0) + 1
+                    if seen[stage] > 1:  # the same kind of statement again (e.g. one aggregate for min, one for max)
+                        stage = f"{stage} #{seen[stage]}"
+                    note(stage, seconds)
+                    if stage.startswith(("head", "GROUP BY")):
+                        sent[stage] = literal_sql(statement, session.get_bind().dialect)
+                note("rest of series_for_chart (Python: rows → columns)", call - sum(c[1] for c in timed.calls))
             t0 = time.perf_counter()
-            steps, _timestamps, values = (list(c) for c in zip(*found, strict=True))
-            note("rows → column lists (zip)", time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            xs, ys = np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
-            note("lists → numpy arrays", time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            keep = lttb_indices(xs, ys, MAX_POINTS)
-            note("LTTB on arrays (5,000 buckets)", time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            out_x, out_y = xs[keep].tolist(), ys[keep].tolist()
-            note("pick + tolist", time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            msgspec.json.encode({"key": key, "total": len(steps), "steps": out_x, "values": out_y})
+            body = {
+                "key": key,
+                "total": found.total,
+                "reduced": found.reduced,
+                "steps": found.steps,
+                "times": found.timestamps,
+                "values": found.values,
+            }
+            msgspec.json.encode(body)
             note("JSON encode (msgspec)", time.perf_counter() - t0)
             note("total (in-process)", time.perf_counter() - t_all)
-            del found, steps, values, xs, ys
-
-        raw, plan = await bare_driver(database_url, run_id, key, repeats)
-        for seconds in raw:
-            note("same query on the bare driver (execute + fetch all)", seconds)
+            shape = {"total": found.total, "reduced": found.reduced, "points": len(found.steps)}
+        plans: dict[str, str] = {}
+        for name, sql in sent.items():
+            raw, plans[name] = await bare_query(database_url, sql, repeats)
+            for seconds in raw:
+                note(f"{name.split(' (')[0]}{name.partition(')')[2]}, alone on the bare driver", seconds)
     finally:
         await db.dispose()
     return {
-        "stages_ms": {stage: statistics.median(ms[1:] if len(ms) > repeats else ms) for stage, ms in stages.items()},
-        "plan": plan,
+        "stages_ms": {stage: statistics.median(ms) for stage, ms in stages.items()},
+        "shape": shape,
+        "sql": sent,
+        "plans": plans,
     }
 
 
-async def bare_driver(database_url: str, run_id: str, key: str, repeats: int) -> tuple[list[float], str]:
-    """The series query on sqlite3 or asyncpg alone: what reading 1M rows costs without SQLAlchemy's rows."""
+async def bare_query(database_url: str, sql: str, repeats: int) -> tuple[list[float], str]:
+    """A query ``series_for_chart`` sent, on sqlite3 or asyncpg alone (after a warm-up), and its plan."""
     times: list[float] = []
     if database_url.startswith("sqlite"):
-        path = database_url.removeprefix("sqlite:///")
-        sql = SERIES_SQL.format(p1="?", p2="?")
-        conn = sqlite3.connect(path)
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"))
         try:
-            plan = "\n".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", (run_id, key)))
+            plan = "\n".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
             for _ in range(repeats + 1):
                 t0 = time.perf_counter()
-                conn.execute(sql, (run_id, key)).fetchall()
+                conn.execute(sql).fetchall()
                 times.append(time.perf_counter() - t0)
         finally:
             conn.close()
         return times[1:], plan
     import asyncpg
 
-    sql = SERIES_SQL.format(p1="$1", p2="$2")
     conn = await asyncpg.connect(database_url)
     try:
-        rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", run_id, key)
-        plan = "\n".join(r[0] for r in rows)
         for _ in range(repeats + 1):
             t0 = time.perf_counter()
-            await conn.fetch(sql, run_id, key)
+            await conn.fetch(sql)
             times.append(time.perf_counter() - t0)
+        rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")
+        plan = "\n".join(r[0] for r in rows)
     finally:
         await conn.close()
     return times[1:], plan
@@ -536,13 +648,21 @@ def render(runs: list[dict[str, Any]], meta: dict[str, str], args: argparse.Name
     out.append("")
     out.append(f"Target: p50 ≤ {TARGET_MS:.0f} ms per page.")
     out.append("")
-    out.append("| backend | page | p50 ms | p95 ms | max ms | server CPU ms (p50) | size | p50 ≤ 100 ms |")
-    out.append("|---|---|--:|--:|--:|--:|--:|:-:|")
+    comparable = all(getattr(args, k) == v for k, v in DEFAULT_SIZE.items()) and args.versions_via == "sql"
+    before_head = f" p50 ms before ({BEFORE_COMMIT}) |" if comparable else ""
+    out.append(
+        f"| backend | page |{before_head} first view ms | p50 ms | p95 ms | max ms | server CPU ms (p50) | size "
+        "| p50 ≤ 100 ms |"
+    )
+    out.append("|---|---|" + ("--:|" if comparable else "") + "--:|--:|--:|--:|--:|--:|:-:|")
     for run in runs:
         for row in run["pages"]:
             ok = "yes" if row["p50_ms"] <= TARGET_MS else "**no**"
+            before = BEFORE.get(run["backend"], {}).get(row["page"], float("nan"))
+            before_cell = f" {before:.1f} |" if comparable else ""
             out.append(
-                f"| {run['backend']} | {row['page']} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
+                f"| {run['backend']} | {row['page']} |{before_cell} {row.get('first_ms', float('nan')):.1f} | "
+                f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
                 f"{row['max_ms']:.1f} | {row['cpu_ms']:.1f} | {row['bytes'] / 1024:.1f} KiB | {ok} |"
             )
     out.append("")
@@ -571,24 +691,44 @@ def render(runs: list[dict[str, Any]], meta: dict[str, str], args: argparse.Name
             + ")"
             for run in runs
         )
-        + " (3 tries each; /health alone answers in a few ms)."
+        + " (3 tries each; /health alone answers in a few ms)"
+        + (f"; {BEFORE_STALL}." if comparable else ".")
     )
     profiled = [run for run in runs if run.get("profile")]
     if profiled:
         out += ["", f"## Where the series endpoint's time goes ({args.points:,} points)", ""]
         out.append(
-            "The handler's pieces run one by one in the benchmark process on the same database (median of 5; "
-            "not the server, but the same code and driver):"
+            "`registry.services.runs.series_for_chart`, the code the handler calls, run in the benchmark process on "
+            "the same database through a session that times each statement (execute + fetch of all its rows), "
+            "then the JSON encoding; median of 5 after a warm-up (not the server, but the same code and driver):"
         )
         out.append("")
-        stages = list(profiled[0]["profile"]["stages_ms"])
+        stages = list(dict.fromkeys(stage for r in profiled for stage in r["profile"]["stages_ms"]))
         out.append("| stage | " + " | ".join(f"{r['backend']} ms" for r in profiled) + " |")
         out.append("|---|" + "--:|" * len(profiled))
         for stage in stages:
-            values = [r["profile"]["stages_ms"].get(stage, float("nan")) for r in profiled]
-            out.append(f"| {stage} | " + " | ".join(f"{v:.1f}" for v in values) + " |")
-        for run in profiled:
-            out += ["", f"Query plan, {run['backend']}:", "", "```", run["profile"]["plan"], "```"]
+            values = [r["profile"]["stages_ms"].get(stage) for r in profiled]
+            out.append(f"| {stage} | " + " | ".join("-" if v is None else f"{v:.1f}" for v in values) + " |")
+        out.append("")
+        out.append(
+            "Answer: "
+            + "; ".join(
+                f"{r['backend']}: {r['profile']['shape']['points']:,} points of {r['profile']['shape']['total']:,}, "
+                f"reduced={r['profile']['shape']['reduced']}"
+                for r in profiled
+            )
+            + "."
+        )
+        names = list(dict.fromkeys(name for r in profiled for name in r["profile"]["sql"]))
+        for name in sorted(names, key=lambda n: not n.startswith("GROUP BY")):  # the aggregates first
+            for run in profiled:
+                if name not in run["profile"]["sql"]:
+                    continue
+                title = name.split(" (")[0] + name.partition(")")[2]
+                kind = "EXPLAIN QUERY PLAN" if run["backend"] == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS)"
+                out += ["", f"The {title}, {run['backend']} (as sent, parameters written in):", "", "```sql"]
+                out += [run["profile"]["sql"][name], "```", "", f"{kind}:", ""]
+                out += ["```", run["profile"]["plans"][name], "```"]
     out.append("")
     return "\n".join(out)
 
@@ -624,7 +764,9 @@ def bench_backend(backend: str, args: argparse.Namespace, work: Path, postgres: 
             log(f"{backend}: measuring")
             results = measure(client, server.pid, seeded, warmup=args.warmup, rounds=args.requests)
             log(f"{backend}: /health while a series request runs")
-            blocked = stall(server.url, client.cookies, pages_for(seeded)[-1][1])
+            blocked = stall(
+                server.url, client.cookies, pages_for(seeded)[-1][1], token=server.token, run_id=seeded.run_id
+            )
         finally:
             client.close()
         profile = None

@@ -78,3 +78,6 @@ class LatestMetric(Base):
     value: Mapped[float] = mapped_column(Float)
     step: Mapped[int] = mapped_column(BigInteger)
     timestamp: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """How many points the key's history holds: a chart knows the size of a series, and whether it changed,
+    without counting it."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Float, Table, and_, delete, func, insert, or_, select
+from sqlalchemy import BigInteger, Float, Table, and_, case, delete, func, insert, or_, select
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -279,7 +280,9 @@ async def _log_params(session: AsyncSession, run_id: str, params: list[tuple[str
 async def _log_metrics(session: AsyncSession, run_id: str, metrics: list[MetricPoint]) -> None:
     rows: list[dict[str, Any]] = []
     best: dict[str, MetricPoint] = {}
+    counts: Counter[str] = Counter()
     for point in metrics:
+        counts[point.key] += 1
         names.key(point.key, what="metric key")
         if not math.isfinite(point.value):
             raise InvalidInput(f"metric {point.key!r} has a non-finite value", field="metrics")
@@ -303,7 +306,14 @@ async def _log_metrics(session: AsyncSession, run_id: str, metrics: list[MetricP
     await session.execute(
         statement(session, "latest_metric_upsert", _latest_metric_upsert),
         [
-            {"run_id": run_id, "key": p.key, "value": p.value, "step": p.step, "timestamp": p.timestamp}
+            {
+                "run_id": run_id,
+                "key": p.key,
+                "value": p.value,
+                "step": p.step,
+                "timestamp": p.timestamp,
+                "points": counts[p.key],
+            }
             for p in best.values()
         ],
     )
@@ -322,10 +332,15 @@ def _latest_metric_upsert(dialect_name: str) -> Any:
             stmt.excluded.value > latest.c.value,
         ),
     )
+    # Every batch adds its points to the count; only a newer point replaces the latest value.
     return stmt.on_conflict_do_update(
         index_elements=["run_id", "key"],
-        set_={"value": stmt.excluded.value, "step": stmt.excluded.step, "timestamp": stmt.excluded.timestamp},
-        where=newer,
+        set_={
+            "value": case((newer, stmt.excluded.value), else_=latest.c.value),
+            "step": case((newer, stmt.excluded.step), else_=latest.c.step),
+            "timestamp": case((newer, stmt.excluded.timestamp), else_=latest.c.timestamp),
+            "points": latest.c.points + stmt.excluded.points,
+        },
     )
 
 
@@ -393,36 +408,63 @@ class SeriesForChart:
     reduced: bool
 
 
+_REDUCED: OrderedDict[tuple[str, str], tuple[tuple[int, int, int], SeriesForChart]] = OrderedDict()
+REDUCED_KEPT = 32
+"""Reduced series kept per process (about 0.3 MB each), the least recently drawn dropped first."""
+
+
 async def series_for_chart(session: AsyncSession, *, run_id: str, key: str, limit: int) -> SeriesForChart:
     """``key``'s history on the run for a chart of at most ``limit`` points, reduced in the database.
 
     A million points cost seconds to read into Python and carry nothing a chart a few thousand pixels wide
-    can show. So one query reads up to ``limit + 1`` points; only when there are more is the history cut into
+    can show. A series of at most ``limit`` points is read whole. A longer one is cut into
     ``(limit - 2) // 2`` equal step ranges (time ranges when every point has the same step), and each range
     keeps its lowest and its highest point, each at the step and time it was logged, plus the very first and
     last points (M4-style decimation): peaks, dips and the final value survive at any zoom a screen can show.
-    The database does the reading; Python sees at most ``limit`` rows. Raises NotFound for an unknown run."""
+    The database does the reading (Python sees at most ``limit`` rows), and the answer is kept per process
+    until the series changes: ``latest_metrics`` counts every point logged, so a chart knows without a scan
+    whether the series it drew is still the series stored. Raises NotFound for an unknown run."""
     await get(session, run_id=run_id)
     where = (Metric.run_id == run_id, Metric.key == key)
     order = (Metric.step, Metric.timestamp, Metric.id)
-    head = (
+    latest = (
         await session.execute(
-            select(Metric.step, Metric.timestamp, Metric.value).where(*where).order_by(*order).limit(limit + 1)
+            select(LatestMetric.points, LatestMetric.step, LatestMetric.timestamp).where(
+                LatestMetric.run_id == run_id, LatestMetric.key == key
+            )
         )
-    ).all()
-    if len(head) <= limit:
-        steps, timestamps, values = (list(c) for c in zip(*head, strict=True)) if head else ([], [], [])
-        return SeriesForChart(steps, timestamps, values, total=len(head), reduced=False)
-    tail = (
-        await session.execute(
-            select(Metric.step, Metric.timestamp, Metric.value)
-            .where(*where)
-            .order_by(*(c.desc() for c in order))
-            .limit(1)
-        )
-    ).one()
+    ).one_or_none()
+    if latest is None:
+        return SeriesForChart([], [], [], total=0, reduced=False)
+    if latest[0] <= limit:
+        head = (
+            await session.execute(
+                select(Metric.step, Metric.timestamp, Metric.value).where(*where).order_by(*order).limit(limit + 1)
+            )
+        ).all()
+        if len(head) <= limit:
+            steps, timestamps, values = (list(c) for c in zip(*head, strict=True)) if head else ([], [], [])
+            return SeriesForChart(steps, timestamps, values, total=len(head), reduced=False)
+    fingerprint = (int(latest[0]), int(latest[1]), int(latest[2]))
+    kept = _REDUCED.get((run_id, key))
+    if kept is not None and kept[0] == fingerprint:
+        _REDUCED.move_to_end((run_id, key))
+        return kept[1]
+    reduced = await _reduce(session, where=where, order=order, limit=limit)
+    _REDUCED[(run_id, key)] = (fingerprint, reduced)
+    while len(_REDUCED) > REDUCED_KEPT:
+        _REDUCED.popitem(last=False)
+    return reduced
+
+
+async def _reduce(
+    session: AsyncSession, *, where: tuple[Any, ...], order: tuple[Any, ...], limit: int
+) -> SeriesForChart:
+    select_point = select(Metric.step, Metric.timestamp, Metric.value).where(*where)
+    head = (await session.execute(select_point.order_by(*order).limit(1))).one()
+    tail = (await session.execute(select_point.order_by(*(c.desc() for c in order)).limit(1))).one()
     axis: Any = Metric.step
-    first, last = int(head[0][0]), int(tail[0])
+    first, last = int(head[0]), int(tail[0])
     if last == first:
         axis = Metric.timestamp
         bounds = (await session.execute(select(func.min(axis), func.max(axis)).where(*where))).one()
@@ -432,7 +474,10 @@ async def series_for_chart(session: AsyncSession, *, run_id: str, key: str, limi
     # Float arithmetic: (x - first) * buckets could overflow 64 bits for huge steps. The last point lands in
     # bucket ``buckets``, which the clamp folds into the one before.
     position = sql_cast(axis - first, Float) / span * buckets
-    points: set[tuple[int, int, float]] = {tuple(head[0]), tuple(tail)}  # type: ignore[arg-type]
+    points: set[tuple[int, int, float]] = {
+        (int(head[0]), int(head[1]), float(head[2])),
+        (int(tail[0]), int(tail[1]), float(tail[2])),
+    }
     total = 0
     if dialect(session) == "postgresql":
         from sqlalchemy.dialects.postgresql import array

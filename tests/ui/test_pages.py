@@ -108,6 +108,25 @@ async def test_run_page_and_its_reduced_series(admin: httpx.AsyncClient, seeded:
     assert none == {"key": "never-logged", "total": 0, "reduced": False, "steps": [], "times": [], "values": []}
 
 
+async def test_a_reduced_series_is_kept_until_the_series_changes(
+    admin: httpx.AsyncClient, app_client: httpx.AsyncClient
+) -> None:
+    run = (await app_client.post("/api/v1/runs/", json={"experiment": unique("exp")})).json()
+    log = f"/api/v1/runs/{run['id']}/log-batch"
+    points = [{"key": "loss", "value": loss_at(step), "step": step, "timestamp": T0 + step} for step in range(8000)]
+    assert (await app_client.post(log, json={"metrics": points})).status_code == 200
+    url, key = f"/ui/runs/{run['id']}/series", {"key": "loss"}
+    first = (await admin.get(url, params=key)).json()
+    assert first["reduced"] is True and first["total"] == 8000
+    assert (await admin.get(url, params=key)).json() == first
+    # A spike logged later at an old step (the latest point stays the same): the next chart shows it.
+    spike = {"key": "loss", "value": 50.0, "step": 4321, "timestamp": T0 + 99_999}
+    assert (await app_client.post(log, json={"metrics": [spike]})).status_code == 200
+    after = (await admin.get(url, params=key)).json()
+    assert after["total"] == 8001 and max(after["values"]) == 50.0
+    assert after["steps"][after["values"].index(50.0)] == 4321
+
+
 async def test_a_series_logged_without_steps_is_reduced_over_time(
     admin: httpx.AsyncClient, app_client: httpx.AsyncClient
 ) -> None:
