@@ -418,7 +418,9 @@ def measure(client: httpx.Client, server_pid: int, seeded: Seeded, *, warmup: in
     return results
 
 
-def stall(url: str, cookies: httpx.Cookies, path: str, *, token: str, run_id: str, repeats: int = 3) -> dict[str, Any]:
+def stall(
+    url: str, cookies: httpx.Cookies, path: str, *, token: str, run_id: str, next_step: int, repeats: int = 3
+) -> dict[str, Any]:
     """What one series request does to everyone else: while it runs on one connection, ``GET /health`` goes out
     back to back on another (it pings the database, so it needs the event loop and a connection, little else).
     Before each try one point is logged to the series (after its last step), so the server reduces it again
@@ -432,7 +434,7 @@ def stall(url: str, cookies: httpx.Cookies, path: str, *, token: str, run_id: st
     with httpx.Client(base_url=url, cookies=cookies, timeout=120) as heavy, httpx.Client(base_url=url) as probe:
         probe.get("/health")
         for attempt in range(repeats):
-            point = {"key": "loss", "value": 0.5, "step": 10**9 + attempt, "timestamp": int(time.time() * 1000)}
+            point = {"key": "loss", "value": 0.5, "step": next_step + attempt, "timestamp": int(time.time() * 1000)}
             logged = probe.post(
                 f"/api/v1/runs/{run_id}/log-batch",
                 json={"metrics": [point]},
@@ -765,7 +767,12 @@ def bench_backend(backend: str, args: argparse.Namespace, work: Path, postgres: 
             results = measure(client, server.pid, seeded, warmup=args.warmup, rounds=args.requests)
             log(f"{backend}: /health while a series request runs")
             blocked = stall(
-                server.url, client.cookies, pages_for(seeded)[-1][1], token=server.token, run_id=seeded.run_id
+                server.url,
+                client.cookies,
+                pages_for(seeded)[-1][1],
+                token=server.token,
+                run_id=seeded.run_id,
+                next_step=seeded.points,
             )
         finally:
             client.close()
