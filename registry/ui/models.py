@@ -194,6 +194,8 @@ class ModelPages(Controller):
             monitored=monitored,
             rollbackable=[a.name for a in held if may_move(sessions.viewer_of(request).actor, a.name, settings)],
             previous=previous_holders(held, history),
+            # With the whole history in hand, an alias it shows no earlier holder for has none to roll back to.
+            history_complete=len(history) < HISTORY,
             error=error,
         )
 

@@ -253,6 +253,8 @@ async def test_rollback_from_the_model_page_is_a_compare_and_swap_with_the_api_r
     async with another(ui_app) as third:
         maintainer = await signed_in(third, api_tokens.maintainer)
         page = await maintainer.get(url)
+        # The whole history is on the page and shows no earlier holder: no button, a word instead.
+        assert 'data-testid="rollback-production"' not in page.text and "no earlier holder" in page.text
         none = await maintainer.post(f"{url}/aliases/production/rollback", data={"csrf": csrf_of(page), "expect": "1"})
         assert none.status_code == 409 and "no earlier holder" in none.text
         bad = await maintainer.post(f"{url}/aliases/production/rollback", data={"csrf": csrf_of(page), "expect": "x"})
