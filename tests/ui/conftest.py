@@ -10,12 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 from litestar import Litestar
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from registry.api.app import create_app
 from registry.db import Database
 from registry.settings import Settings
 from registry.storage.local import LocalBlobStore
-from tests.conftest import Tokens
+from tests.conftest import LiveServer, Tokens
+from tests.ui.browsing import CHROMIUM
 from tests.ui.seed import Seeded, seed
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -65,3 +67,31 @@ def screenshots() -> Path:
     folder = Path(__file__).resolve().parent / "screenshots"
     folder.mkdir(exist_ok=True)
     return folder
+
+
+# -- the browser: Debian's chromium driven by Playwright against the real `registry serve` (live_server) ----------
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """One headless Chromium per test module: Debian's package, never a download."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM))
+        yield launched
+        await launched.close()
+
+
+@pytest.fixture
+async def context(browser: Browser, live_server: LiveServer) -> AsyncIterator[BrowserContext]:
+    """A fresh browser profile on the live server, in a fixed zone and locale. Pages keep their CSP: scripts a
+    test runs go in through ``page.evaluate`` (the DevTools protocol, outside the page's policy), so pages are
+    checked exactly as they ship."""
+    made = await browser.new_context(base_url=live_server.url, timezone_id="Europe/Berlin", locale="en-GB")
+    made.set_default_timeout(15_000)
+    yield made
+    await made.close()
+
+
+@pytest.fixture
+async def page(context: BrowserContext) -> Page:
+    return await context.new_page()

@@ -11,7 +11,7 @@ page gets a line in ``PAGES``."""
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,12 +19,12 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from tests.conftest import LiveServer, Tokens, bearer, unique
+from tests.ui.browsing import sign_in
 from tests.ui.seed import Seeded, seed
 
-CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
 SCHEMES = ("light", "dark")
 FAILING = {"serious", "critical"}
@@ -41,36 +41,6 @@ class Data:
 @pytest.fixture(scope="module")
 def axe_source() -> str:
     return AXE.read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """One headless Chromium for the module: Debian's package, never a download."""
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"the accessibility tests need Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`"
-        )
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield launched
-        await launched.close()
-
-
-@pytest.fixture
-async def context(browser: Browser, live_server: LiveServer) -> AsyncIterator[BrowserContext]:
-    # The context keeps the pages' CSP (script-src 'self'): axe goes in through page.evaluate, which Chromium runs
-    # through the DevTools protocol, outside the page's CSP. So the pages are checked exactly as they ship, their
-    # own scripts (times, charts) running under the real policy; `bypass_csp=True` would also work, but would
-    # check a page whose policy is off.
-    made = await browser.new_context(base_url=live_server.url, timezone_id="Europe/Berlin", locale="en-GB")
-    made.set_default_timeout(15_000)
-    yield made
-    await made.close()
-
-
-@pytest.fixture
-async def page(context: BrowserContext) -> Page:
-    return await context.new_page()
 
 
 @pytest.fixture(scope="module")
@@ -94,13 +64,6 @@ async def data(live_server: LiveServer, api_tokens: Tokens) -> Data:
         )
         assert logged.status_code == 200, logged.text
     return Data(seeded=seeded, other_run_id=run_id)
-
-
-async def sign_in(page: Page, token: str) -> None:
-    await page.goto("/ui/sign-in")
-    await page.get_by_label("API token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/ui/")
 
 
 async def charts_drawn(page: Page) -> None:

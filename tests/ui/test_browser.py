@@ -5,44 +5,19 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import httpx
 import pytest
-from playwright.async_api import Browser, BrowserContext, Locator, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Locator, Page, expect
 
 from tests.conftest import LiveServer, Tokens, bearer
 from tests.monitoring.monitor_helpers import HOUR, frame, ingest, last_full_hour, new_model, promote, set_baseline
+from tests.ui.browsing import INKED, shot, sign_in
 from tests.ui.seed import LONG_SERIES, Seeded, seed, upload_blob
 
-CHROMIUM = Path("/usr/bin/chromium")
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """One headless Chromium for the module: Debian's package, never a download."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield launched
-        await launched.close()
-
-
-@pytest.fixture
-async def context(browser: Browser, live_server: LiveServer) -> AsyncIterator[BrowserContext]:
-    made = await browser.new_context(base_url=live_server.url, timezone_id="Europe/Berlin", locale="en-GB")
-    made.set_default_timeout(15_000)
-    yield made
-    await made.close()
-
-
-@pytest.fixture
-async def page(context: BrowserContext) -> Page:
-    return await context.new_page()
 
 
 async def seeded_on(server: LiveServer, tokens: Tokens, **options: bool) -> Seeded:
@@ -54,17 +29,6 @@ async def seeded_on(server: LiveServer, tokens: Tokens, **options: bool) -> Seed
 async def shared(live_server: LiveServer, api_tokens: Tokens) -> Seeded:
     """A model whose aliases no test moves (promotion tests seed their own)."""
     return await seeded_on(live_server, api_tokens)
-
-
-async def sign_in(page: Page, token: str) -> None:
-    await page.goto("/ui/sign-in")
-    await page.get_by_label("API token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/ui/")
-
-
-async def shot(page: Page, folder: Path, backend: str, name: str, *, full_page: bool = True) -> None:
-    await page.screenshot(path=folder / f"{backend}-{name}.png", full_page=full_page)
 
 
 async def test_sign_in_and_out(
@@ -133,14 +97,7 @@ async def test_browse_model_version_run_with_charts(
     await expect(page.locator('.chart[data-key="system/cpu_utilization_percentage"]')).to_have_attribute(
         "data-state", "drawn"
     )
-    inked = await loss.locator("canvas").evaluate(
-        """canvas => {
-            const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-            let inked = 0;
-            for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) inked++;
-            return inked;
-        }"""
-    )
+    inked = await loss.locator("canvas").evaluate(INKED)
     assert inked > 500, f"the loss chart drew {inked} pixels"
     await expect(page.get_by_test_id("diff").locator("span.add")).to_have_text("+lr = 0.01")
     await shot(page, screenshots, backend, "run")

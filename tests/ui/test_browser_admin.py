@@ -7,55 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from tests.automations.receivers import Receiver
 from tests.conftest import LiveServer, Tokens, bearer
+from tests.ui.browsing import shot, sign_in
 from tests.ui.seed import seed
 
-CHROMIUM = Path("/usr/bin/chromium")
 WAIT_S = 20.0
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    """One headless Chromium for the module: Debian's package, never a download."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield launched
-        await launched.close()
-
-
-@pytest.fixture
-async def context(browser: Browser, live_server: LiveServer) -> AsyncIterator[BrowserContext]:
-    made = await browser.new_context(base_url=live_server.url, timezone_id="Europe/Berlin", locale="en-GB")
-    made.set_default_timeout(15_000)
-    yield made
-    await made.close()
-
-
-@pytest.fixture
-async def page(context: BrowserContext) -> Page:
-    return await context.new_page()
-
-
-async def sign_in(page: Page, token: str) -> None:
-    await page.goto("/ui/sign-in")
-    await page.get_by_label("API token").fill(token)
-    await page.get_by_role("button", name="Sign in").click()
-    await page.wait_for_url("**/ui/")
-
-
-async def shot(page: Page, folder: Path, backend: str, name: str, *, full_page: bool = True) -> None:
-    await page.screenshot(path=folder / f"{backend}-{name}.png", full_page=full_page)
 
 
 async def deliveries(api: httpx.AsyncClient, hook: int) -> list[dict[str, Any]]:

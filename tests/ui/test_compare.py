@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
@@ -15,12 +14,12 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from litestar import Litestar
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import BrowserContext, Page, expect
 
 from tests.conftest import LiveServer, Tokens, bearer, unique
+from tests.ui.browsing import INKED
 from tests.ui.conftest import sign_in
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROW = re.compile(r'<tr data-key="([^"]+)"( class="differs")?>')
 FIGURE = re.compile(r"<figure class=\"chart compare\" data-runs='([^']*)' data-key=\"([^\"]+)\">")
 
@@ -222,32 +221,6 @@ async def test_not_signed_in_goes_to_sign_in(browser_less: httpx.AsyncClient, ru
 
 
 # The browser: Debian's chromium driven by Playwright against a real `registry serve` (as in test_browser.py).
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"the browser tests need Chromium at {CHROMIUM}: install it with `apt-get install -y chromium`")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=str(CHROMIUM))
-        yield launched
-        await launched.close()
-
-
-@pytest.fixture
-async def context(browser: Browser, live_server: LiveServer) -> AsyncIterator[BrowserContext]:
-    made = await browser.new_context(base_url=live_server.url, timezone_id="Europe/Berlin", locale="en-GB")
-    made.set_default_timeout(15_000)
-    yield made
-    await made.close()
-
-
-INKED = """canvas => {
-    const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
-    let inked = 0;
-    for (let i = 3; i < pixels.length; i += 4) if (pixels[i] !== 0) inked++;
-    return inked;
-}"""
 
 
 async def test_the_browser_draws_the_overlaid_charts(
