@@ -175,6 +175,11 @@ async def test_drift_check_shows_the_evidently_report_in_a_sandboxed_frame(
     assert origin == "blocked"
     await page.wait_for_timeout(1500)  # let its charts settle for the picture
     await shot(page, screenshots, backend, "drift-check")
+    # The version page embeds the newest check's report too, loaded when its box is opened.
+    await page.goto(f"/ui/models/{quote(model)}/versions/1")
+    await page.get_by_text("Evidently report of the newest check").click()
+    embedded = page.frame_locator('[data-testid="version-drift-report"]')
+    await expect(embedded.locator("body")).to_contain_text("amount", timeout=60_000)
 
 
 async def test_promotion_conflict_is_shown(

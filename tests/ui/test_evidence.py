@@ -286,6 +286,10 @@ async def test_drift_check_page_frames_the_evidently_report_in_a_sandbox(
     assert f'href="/ui/models/{model}/drift/{check["id"]}">drift</a>' in model_page.text
     version_page = await admin.get(f"/ui/models/{model}/versions/1")
     assert f'href="/ui/models/{model}/drift/{check["id"]}">#{check["id"]}</a>' in version_page.text
+    # The newest check's report is embedded on the version page too, sandboxed, loaded only when opened.
+    embedded = re.search(r'<iframe[^>]*data-testid="version-drift-report"[^>]*>', version_page.text)
+    assert embedded is not None and 'sandbox="allow-scripts"' in embedded[0] and 'loading="lazy"' in embedded[0]
+    assert f'src="/ui/models/{model}/drift/{check["id"]}/report"' in embedded[0]
 
     page = await admin.get(f"/ui/models/{model}/drift/{check['id']}")
     assert page.status_code == 200
