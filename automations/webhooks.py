@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from automations import signing, ssrf
@@ -268,3 +268,14 @@ async def recover(session: AsyncSession, *, webhook_id: int, since: datetime, ac
         )
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def open_delivery_counts(session: AsyncSession) -> dict[tuple[int, str], int]:
+    """``(webhook id, status)`` → deliveries, for the pending and the failed ones only (counted through the
+    ``status`` index; succeeded deliveries, the many, are not counted)."""
+    rows = await session.execute(
+        select(Delivery.webhook_id, Delivery.status, func.count())
+        .where(Delivery.status.in_(("pending", "failed")))
+        .group_by(Delivery.webhook_id, Delivery.status)
+    )
+    return {(int(w), str(s)): int(n) for w, s, n in rows.all()}

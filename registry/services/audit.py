@@ -29,3 +29,18 @@ async def list_entries(
     if action:
         query = query.where(AuditEntry.action == action)
     return list(await session.scalars(query))
+
+
+async def newest_first(session: AsyncSession, *, action: str, before: int | None, limit: int) -> list[AuditEntry]:
+    """Audit entries newest first, older than ``before`` when given (keyset on the id)."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    return list(await session.scalars(query))
+
+
+async def actions(session: AsyncSession) -> list[str]:
+    """The actions the log holds (for the filter), from the ``action`` index."""
+    return [str(a) for a in await session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))]

@@ -182,6 +182,47 @@ async def diff_size(session: AsyncSession, *, run: Run) -> int | None:
     return int(size) if size is not None else None
 
 
+async def counts_by_experiment(session: AsyncSession, experiment_ids: list[int]) -> dict[int, int]:
+    """How many runs each experiment holds, in one query."""
+    if not experiment_ids:
+        return {}
+    rows = await session.execute(
+        select(Run.experiment_id, func.count()).where(Run.experiment_id.in_(experiment_ids)).group_by(Run.experiment_id)
+    )
+    return {int(e): int(n) for e, n in rows.all()}
+
+
+async def page_of_experiment(session: AsyncSession, *, experiment_id: int, before: str, limit: int) -> list[Run]:
+    """Runs of the experiment, newest first (``start_time DESC, id``, the API's order), after the run
+    ``before`` when given: keyset, so the last page costs what the first does."""
+    query = select(Run).where(Run.experiment_id == experiment_id)
+    if before:
+        anchor = await session.get(Run, before) if len(before) <= 32 else None
+        if anchor is None or anchor.experiment_id != experiment_id:
+            raise InvalidInput("before must be the id of a run of this experiment", field="before")
+        query = query.where(
+            or_(
+                Run.start_time < anchor.start_time,
+                and_(Run.start_time == anchor.start_time, Run.id > anchor.id),
+            )
+        )
+    return list(await session.scalars(query.order_by(Run.start_time.desc(), Run.id).limit(limit)))
+
+
+async def latest_by_run(session: AsyncSession, run_ids: list[str]) -> dict[str, list[LatestMetric]]:
+    """Each run's latest metric values (``system/`` ones left out), by run id, in one query."""
+    found: dict[str, list[LatestMetric]] = {}
+    if run_ids:
+        rows = await session.scalars(
+            select(LatestMetric)
+            .where(LatestMetric.run_id.in_(run_ids), ~LatestMetric.key.startswith("system/", autoescape=True))
+            .order_by(LatestMetric.run_id, LatestMetric.key)
+        )
+        for metric in rows:
+            found.setdefault(metric.run_id, []).append(metric)
+    return found
+
+
 async def list_runs(
     session: AsyncSession, *, experiment_id: int | None = None, limit: int = 100, offset: int = 0
 ) -> list[Run]:

@@ -20,23 +20,20 @@ from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.response import Redirect, Template
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from automations import actions, rules, webhooks
 from automations.domain import AutomationJob, Delivery, DeliveryAttempt, Webhook
 from registry.api.v1._common import int64_or_none
 from registry.db import Database
-from registry.domain.auth import AuditEntry, Role
+from registry.domain.auth import Role
 from registry.domain.events import Event
 from registry.domain.experiments import Experiment
 from registry.domain.runs import LatestMetric, Run
 from registry.errors import InvalidInput, NotFound
-from registry.services import experiments
+from registry.services import audit, experiments, runs
 from registry.services.auth import Actor, require
 from registry.ui import sessions
 from registry.ui._render import page
-from registry.ui.runs import SYSTEM_PREFIX
 
 EXPERIMENTS_PAGE = 50
 RUNS_PAGE = 50
@@ -139,72 +136,6 @@ class JobRow:
         return value if isinstance(value, int) else None
 
 
-# -- queries the services do not offer ----------------------------------------------------------------------
-async def run_counts(session: AsyncSession, experiment_ids: list[int]) -> dict[int, int]:
-    if not experiment_ids:
-        return {}
-    rows = await session.execute(
-        select(Run.experiment_id, func.count()).where(Run.experiment_id.in_(experiment_ids)).group_by(Run.experiment_id)
-    )
-    return {int(e): int(n) for e, n in rows.all()}
-
-
-async def runs_page(session: AsyncSession, *, experiment_id: int, before: str, limit: int) -> list[Run]:
-    """Runs of the experiment, newest first (``start_time DESC, id``, the API's order), after the run
-    ``before`` when given: keyset, so the last page costs what the first does."""
-    query = select(Run).where(Run.experiment_id == experiment_id)
-    if before:
-        anchor = await session.get(Run, before) if len(before) <= RUN_ID_LENGTH else None
-        if anchor is None or anchor.experiment_id != experiment_id:
-            raise InvalidInput("before must be the id of a run of this experiment", field="before")
-        query = query.where(
-            or_(
-                Run.start_time < anchor.start_time,
-                and_(Run.start_time == anchor.start_time, Run.id > anchor.id),
-            )
-        )
-    return list(await session.scalars(query.order_by(Run.start_time.desc(), Run.id).limit(limit)))
-
-
-async def latest_metrics(session: AsyncSession, run_ids: list[str]) -> dict[str, list[LatestMetric]]:
-    found: dict[str, list[LatestMetric]] = {}
-    if run_ids:
-        rows = await session.scalars(
-            select(LatestMetric)
-            .where(LatestMetric.run_id.in_(run_ids), ~LatestMetric.key.startswith(SYSTEM_PREFIX, autoescape=True))
-            .order_by(LatestMetric.run_id, LatestMetric.key)
-        )
-        for metric in rows:
-            found.setdefault(metric.run_id, []).append(metric)
-    return found
-
-
-async def delivery_counts(session: AsyncSession) -> dict[tuple[int, str], int]:
-    """``(webhook id, status)`` → deliveries, for the pending and the failed ones only (counted through the
-    ``status`` index; succeeded deliveries, the many, are not counted)."""
-    rows = await session.execute(
-        select(Delivery.webhook_id, Delivery.status, func.count())
-        .where(Delivery.status.in_(("pending", "failed")))
-        .group_by(Delivery.webhook_id, Delivery.status)
-    )
-    return {(int(w), str(s)): int(n) for w, s, n in rows.all()}
-
-
-async def audit_page(session: AsyncSession, *, action: str, before: int | None, limit: int) -> list[AuditEntry]:
-    """Audit entries newest first, older than ``before`` when given (keyset on the id)."""
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
-    if action:
-        query = query.where(AuditEntry.action == action)
-    if before is not None:
-        query = query.where(AuditEntry.id < before)
-    return list(await session.scalars(query))
-
-
-async def audit_actions(session: AsyncSession) -> list[str]:
-    """The actions the log holds (for the filter), from the ``action`` index."""
-    return [str(a) for a in await session.scalars(select(AuditEntry.action).distinct().order_by(AuditEntry.action))]
-
-
 class AdminPages(Controller):
     path = "/ui"
     guards = [sessions.signed_in]
@@ -219,7 +150,7 @@ class AdminPages(Controller):
             found = await experiments.list_experiments(session, limit=EXPERIMENTS_PAGE + 1, after=after)
             more = len(found) > EXPERIMENTS_PAGE
             found = found[:EXPERIMENTS_PAGE]
-            counts = await run_counts(session, [e.id for e in found])
+            counts = await runs.counts_by_experiment(session, [e.id for e in found])
         rows = [ExperimentRow(experiment=e, runs=counts.get(e.id, 0)) for e in found]
         return page(
             request,
@@ -239,10 +170,12 @@ class AdminPages(Controller):
         async with db.read() as session:
             experiment = await experiments.get(session, experiment_id=_path_id(experiment_id, "experiment"))
             tags = await experiments.tags_of(session, experiment_id=experiment.id)
-            found = await runs_page(session, experiment_id=experiment.id, before=before, limit=RUNS_PAGE + 1)
+            found = await runs.page_of_experiment(
+                session, experiment_id=experiment.id, before=before, limit=RUNS_PAGE + 1
+            )
             more = len(found) > RUNS_PAGE
             found = found[:RUNS_PAGE]
-            metrics = await latest_metrics(session, [r.id for r in found])
+            metrics = await runs.latest_by_run(session, [r.id for r in found])
         rows = [
             RunRow(
                 run=r,
@@ -267,7 +200,7 @@ class AdminPages(Controller):
         actor = sessions.viewer_of(request).actor
         async with db.read() as session:
             hooks = await webhooks.list_webhooks(session)
-            counts = await delivery_counts(session)
+            counts = await webhooks.open_delivery_counts(session)
         rows = []
         for hook in hooks:
             url, redacted = shown_url(hook, actor)
@@ -374,8 +307,8 @@ class AdminPages(Controller):
         action = action.strip()[:64]
         before = _query_id(before, "before")
         async with db.read() as session:
-            found = await audit_page(session, action=action, before=before, limit=AUDIT_PAGE + 1)
-            known = await audit_actions(session)
+            found = await audit.newest_first(session, action=action, before=before, limit=AUDIT_PAGE + 1)
+            known = await audit.actions(session)
         more = len(found) > AUDIT_PAGE
         found = found[:AUDIT_PAGE]
         return page(
