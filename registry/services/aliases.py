@@ -322,8 +322,10 @@ async def rollback(
     actor: Actor,
     protected: frozenset[str],
     reason: str | None = None,
+    expect: int | _Unset = UNSET,
 ) -> Move:
-    """Move ``alias`` back to the version that held it before the current holder took it.
+    """Move ``alias`` back to the version that held it before the current holder took it. With ``expect``, a
+    compare-and-swap: Conflict (``alias_moved``) unless the alias still points at that version.
 
     Rollbacks stack: after v1 → v2 → v3, two rollbacks give v2 then v1 (a rollback's own row is skipped
     when looking for "the move that brought the current holder in").
@@ -331,6 +333,12 @@ async def rollback(
     alias = names.alias(alias)
     model = await models.lock(session, name=model_name)
     current = await get(session, model=model, alias=alias)
+    if not isinstance(expect, _Unset) and current.version != expect:
+        raise Conflict(
+            f"{model.name}@{alias} points at v{current.version}, not v{expect}: someone moved it; re-read and retry",
+            code="alias_moved",
+            current=current.version,
+        )
     arrival = await session.scalar(
         select(Promotion)
         .where(

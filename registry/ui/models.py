@@ -125,14 +125,6 @@ class ModelPages(Controller):
         reason = form.get("reason", "").strip()
         try:
             async with db.write() as session:
-                model = await models.lock(session, name=name)
-                current = await aliases.get(session, model=model, alias=alias)
-                if current.version != int(expect_text):
-                    raise Conflict(
-                        f"{alias} moved since you opened this page (it now points at v{current.version}); "
-                        "nothing was changed. Check and try again.",
-                        code="alias_moved",
-                    )
                 move = await aliases.rollback(
                     session,
                     model_name=name,
@@ -140,9 +132,14 @@ class ModelPages(Controller):
                     actor=viewer.actor,
                     protected=protected(settings),
                     reason=reason or None,
+                    expect=int(expect_text),
                 )
         except Conflict as exc:
-            return await self._model_page(request, db, settings, name, 0, error=exc.message, status_code=409)
+            message = exc.message
+            if exc.code == "alias_moved":
+                now = exc.extra.get("current")
+                message = f"{alias} moved since you opened this page (it now points at v{now}); nothing was changed."
+            return await self._model_page(request, db, settings, name, 0, error=message, status_code=409)
         except NotFound as exc:
             if exc.code == "alias_not_found":
                 message = f"{alias} was removed since you opened this page; nothing was changed."
