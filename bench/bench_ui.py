@@ -542,6 +542,7 @@ async def profile_series(database_url: str, run_id: str, key: str, repeats: int 
 
     from registry.db import Database
     from registry.services import runs
+    from registry.ui.runs import series_body
 
     stages: dict[str, list[float]] = {}
 
@@ -573,15 +574,7 @@ async def profile_series(database_url: str, run_id: str, key: str, repeats: int 
                         sent[stage] = literal_sql(statement, session.get_bind().dialect)
                 note("rest of series_for_chart (Python: rows → columns)", call - sum(c[1] for c in timed.calls))
             t0 = time.perf_counter()
-            body = {
-                "key": key,
-                "total": found.total,
-                "reduced": found.reduced,
-                "steps": found.steps,
-                "times": found.timestamps,
-                "values": found.values,
-            }
-            msgspec.json.encode(body)
+            msgspec.json.encode(series_body(key, found))
             note("JSON encode (msgspec)", time.perf_counter() - t0)
             note("total (in-process)", time.perf_counter() - t_all)
             shape = {"total": found.total, "reduced": found.reduced, "points": len(found.steps)}

@@ -112,6 +112,18 @@ def environment_of(captured: Any) -> dict[str, Any]:
     return env
 
 
+def series_body(key: str, found: runs.SeriesForChart) -> dict[str, Any]:
+    """What the series endpoint answers (the charts read it; ``bench/bench_ui.py`` times its encoding)."""
+    return {
+        "key": key,
+        "total": found.total,
+        "reduced": found.reduced,
+        "steps": found.steps,
+        "times": found.timestamps,
+        "values": found.values,
+    }
+
+
 class RunPages(Controller):
     path = "/ui/runs"
     guards = [sessions.signed_in]
@@ -164,11 +176,4 @@ class RunPages(Controller):
         names.key(key, what="metric key")
         async with db.read() as session:
             found = await runs.series_for_chart(session, run_id=run_id, key=key, limit=MAX_POINTS)
-        return {
-            "key": key,
-            "total": found.total,
-            "reduced": found.reduced,
-            "steps": found.steps,
-            "times": found.timestamps,
-            "values": found.values,
-        }
+        return series_body(key, found)
