@@ -1,7 +1,9 @@
 """The per-process worker loop: fan out new events, send due deliveries, run queued actions.
 
 Every replica runs one. It wakes right after this process commits an event (``Database.on_commit``) and
-otherwise polls every ``dispatcher_poll_seconds`` (events committed by other replicas). Deliveries are
+otherwise polls every ``dispatcher_poll_seconds`` (events committed by other replicas, retries that fell
+due, jobs queued through the API). A poll first asks, read-only, whether there is anything to do; an idle
+replica takes no write transactions. Deliveries are
 sent concurrently (``dispatcher_concurrency``) and their outcomes written back in batches, so a slow
 receiver occupies one slot, not the loop.
 
@@ -21,6 +23,7 @@ import contextlib
 import logging
 from collections import Counter
 from datetime import timedelta
+from typing import Literal
 
 from automations import actions, delivery, fanout
 from automations.sender import Sender, StreamSender
@@ -35,6 +38,7 @@ log = logging.getLogger("automations.dispatcher")
 RECORD_BATCH = 500
 JOB_CONCURRENCY = 2
 PER_HOST = 32
+Scope = Literal["full", "events", "probe"]
 """Connections one destination may use at once (of ``dispatcher_concurrency`` in all)."""
 
 
@@ -47,7 +51,7 @@ class Dispatcher:
         self._sender = sender or StreamSender(per_host=min(PER_HOST, concurrency))
         self._wake = asyncio.Event()
         self._refill = False
-        """The wake-up is for room to claim more deliveries (no point in waiting for more commits)."""
+        """The wake-up is for room to claim more deliveries or jobs (no point in waiting for more commits)."""
         self._slots = asyncio.Semaphore(concurrency)
         self._capacity = 2 * concurrency
         """Deliveries claimed and not yet sent (sending, or waiting for a slot) at most."""
@@ -86,33 +90,51 @@ class Dispatcher:
         await self._sender.aclose()
 
     async def _run(self) -> None:
+        scope: Scope = "full"
         while True:
             try:
-                busy = await self.tick()
+                busy = await self.tick(scope=scope)
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep delivering: a bad row must not stop every other delivery
                 log.exception("dispatcher tick failed")
                 busy = False
-            if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatcher_poll_seconds)
-                if self._wake.is_set() and not self._refill and self.settings.dispatcher_coalesce_seconds > 0:
+            if busy:
+                scope = "full"
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatcher_poll_seconds)
+            if not self._wake.is_set():
+                scope = "probe"  # a poll: events of other replicas, retries and queued jobs that fell due
+            elif self._refill:
+                scope = "full"
+            else:
+                scope = "events"
+                if self.settings.dispatcher_coalesce_seconds > 0:
                     # Every committed change wakes us; one round (a write transaction) can serve a burst.
                     # Not when deliveries finished: their slots would sit idle meanwhile.
                     await asyncio.sleep(self.settings.dispatcher_coalesce_seconds)
-                self._wake.clear()
-                self._refill = False
+            self._wake.clear()
+            self._refill = False
 
-    async def tick(self) -> bool:
-        """One round; True when there may be more work right away."""
+    async def tick(self, *, scope: Scope = "full") -> bool:
+        """One round; True when there may be more work right away.
+
+        ``full``: fan out new events, claim due deliveries and jobs. ``events`` (this process committed
+        events): fan out, and claim only if that made deliveries or jobs; deliveries that fall due later are
+        found by a poll. ``probe`` (a poll): a full round only if a read-only check finds work."""
+        if scope == "probe":
+            async with self.db.read() as session:
+                if not await fanout.work_due(session, now=utcnow()):
+                    return False
+            scope = "full"
         wanted = self._capacity - self._claimed
         jobs_wanted = JOB_CONCURRENCY - self._jobs_running
         claimed: list[delivery.Claimed] = []
         jobs: list[actions.ClaimedJob] = []
         async with self.db.write() as session:
             fanned = await fanout.fan_out(session)
-            if wanted >= self._claim_at_least:
+            if wanted >= self._claim_at_least and (scope == "full" or fanned.deliveries):
                 claimed = await delivery.claim(
                     session,
                     me=self.me,
@@ -121,7 +143,7 @@ class Dispatcher:
                     per_webhook=self._per_webhook,
                     in_flight=self._claimed_per_webhook,
                 )
-            if jobs_wanted > 0:
+            if jobs_wanted > 0 and (scope == "full" or fanned.jobs):
                 jobs = await actions.claim(session, me=self.me, limit=jobs_wanted, lock=self.lock)
         self._claimed += len(claimed)
         self._claimed_per_webhook.update(item.webhook_id for item in claimed)
@@ -184,7 +206,8 @@ class Dispatcher:
                 await actions.finish(session, job_id=job.id, me=self.me, result=result, error=error)
         finally:
             self._jobs_running -= 1
-            self.wake()  # a job slot is free
+            self._refill = True  # a job slot is free: claim the next queued job now, not at the next poll
+            self.wake()
 
 
 def observe(item: delivery.Claimed, outcome: delivery.Outcome) -> None:

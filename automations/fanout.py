@@ -7,9 +7,11 @@ increases in commit order (see ``registry.services.events``), so the cursor neve
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from automations.domain import AutomationJob, AutomationRule, Delivery, OutboxCursor, Webhook
@@ -44,27 +46,59 @@ def rule_matches(rule: AutomationRule, event: Event) -> bool:
     return True
 
 
+@dataclass(frozen=True, slots=True)
+class Fanned:
+    """What one ``fan_out`` did: events consumed, and the deliveries and rule jobs made for them."""
+
+    events: int = 0
+    deliveries: int = 0
+    jobs: int = 0
+
+    def __bool__(self) -> bool:
+        return self.events > 0
+
+
 async def _cursor(session: AsyncSession) -> OutboxCursor | None:
     """Lock the cursor row; None if another replica holds it right now (it is fanning out)."""
-    await session.execute(upsert(session, OutboxCursor).values(name=CURSOR, seq=0).on_conflict_do_nothing())
     query = select(OutboxCursor).where(OutboxCursor.name == CURSOR).execution_options(populate_existing=True)
     if dialect(session) == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return await session.scalar(query)
+    found = await session.scalar(query)
+    if found is None:  # the first round on a new database (or another replica holds the row)
+        await session.execute(upsert(session, OutboxCursor).values(name=CURSOR, seq=0).on_conflict_do_nothing())
+        found = await session.scalar(query)
+    return found
 
 
-async def fan_out(session: AsyncSession, *, batch: int = 1000) -> int:
-    """Create deliveries and rule jobs for the next events; returns how many events were consumed."""
+async def work_due(session: AsyncSession, *, now: datetime) -> bool:
+    """Whether a round would find anything: events not fanned out yet, or deliveries or jobs due by ``now``.
+
+    One read-only statement, so an idle replica's polls take no write lock (on SQLite, no turn at the
+    database's single writer)."""
+    fanned_to = select(OutboxCursor.seq).where(OutboxCursor.name == CURSOR).scalar_subquery()
+    query = select(
+        or_(
+            exists().where(Event.seq > func.coalesce(fanned_to, 0)),
+            exists().where(Delivery.status == "pending", Delivery.next_attempt_at <= now),
+            exists().where(AutomationJob.status == "pending", AutomationJob.next_attempt_at <= now),
+        )
+    )
+    return bool(await session.scalar(query))
+
+
+async def fan_out(session: AsyncSession, *, batch: int = 1000) -> Fanned:
+    """Create deliveries and rule jobs for the next events (at most ``batch`` of them)."""
     cursor = await _cursor(session)
     if cursor is None:
-        return 0
+        return Fanned()
     pending = list(await session.scalars(select(Event).where(Event.seq > cursor.seq).order_by(Event.seq).limit(batch)))
     if not pending:
-        return 0
+        return Fanned()
     hooks = list(await session.scalars(select(Webhook).where(Webhook.enabled.is_(True))))
     rules = list(await session.scalars(select(AutomationRule).where(AutomationRule.enabled.is_(True))))
     now = utcnow()
     deliveries: list[dict[str, Any]] = []
+    jobs = 0
     for event in pending:
         for hook in hooks:
             if webhook_wants(hook, event):
@@ -81,6 +115,7 @@ async def fan_out(session: AsyncSession, *, batch: int = 1000) -> int:
                 )
         for rule in rules:
             if rule_matches(rule, event):
+                jobs += 1
                 session.add(
                     AutomationJob(
                         kind=rule.action,
@@ -98,7 +133,7 @@ async def fan_out(session: AsyncSession, *, batch: int = 1000) -> int:
         await session.execute(upsert(session, Delivery).on_conflict_do_nothing(), deliveries)
     cursor.seq = pending[-1].seq
     await session.flush()
-    return len(pending)
+    return Fanned(events=len(pending), deliveries=len(deliveries), jobs=jobs)
 
 
 def job_params(rule: AutomationRule, event: Event) -> dict[str, Any]:

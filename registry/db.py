@@ -10,6 +10,14 @@ to upgrade to a write; reads use their own pool and never block under WAL. Write
 one as soon as the lock is free; SQLite's own busy handler would make them poll with sleeps of up to 100 ms,
 which shows up as a long latency tail.
 
+The SQLite write connection runs its statements on the event loop's own thread (``_LoopSQLite``).
+aiosqlite hands every call (cursor, execute, fetch, close: three or four per statement) to a worker thread
+and back, and on a 2-core machine those hand-offs cost more CPU than the statements: a version created
+from a run folder took about twice the server CPU. Write transactions are short by design (they hold the
+database's single write lock), so running them inline blocks the loop for about as long as the hand-offs
+did. Reads keep aiosqlite's thread: a long query (a million-point series, a search) must not stall the
+other requests of its worker.
+
 The database holds webhook and trigger secrets and token hashes: its file, and with it the ``-wal`` and
 ``-shm`` files SQLite gives the same mode, and the lock file are created readable by the owner only.
 """
@@ -17,11 +25,13 @@ The database holds webhook and trigger secrets and token hashes: its file, and w
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
 
+import aiosqlite
 import anyio
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
@@ -44,10 +54,44 @@ def async_url(url: str | URL) -> URL:
     raise ValueError(f"unsupported database {backend!r}: use sqlite:/// or postgresql://")
 
 
-def _sqlite_engine(url: URL, *, immediate: bool, pool_size: int) -> AsyncEngine:
+class _LoopSQLite(aiosqlite.Connection):
+    """An aiosqlite connection whose calls run right away on the calling (event loop) thread.
+
+    aiosqlite routes every call through ``_execute``; this runs the call instead of queueing it for the
+    worker thread. The thread still opens the connection, applies isolation-level changes made through
+    SQLAlchemy's adapter, and closes it, so the sqlite3 connection is shared between two threads, never at
+    the same time (each call is awaited before the next): hence ``check_same_thread=False``.
+    ``tests/test_db.py`` checks that statements run on the loop's thread.
+    """
+
+    async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+def _loop_connector(path: str) -> Callable[[], Any]:
+    async def connect() -> aiosqlite.Connection:
+        connection = _LoopSQLite(lambda: sqlite3.connect(path, check_same_thread=False), 64)
+        # As SQLAlchemy does for the connections it makes: an engine not disposed of at exit must not keep
+        # the interpreter alive waiting for the worker thread.
+        thread = getattr(connection, "_thread", None)
+        if isinstance(thread, threading.Thread):
+            thread.daemon = True
+        return await connection
+
+    return connect
+
+
+def _sqlite_engine(url: URL, *, immediate: bool, pool_size: int, on_loop: bool = False) -> AsyncEngine:
     # hide_parameters: a failed statement's error and log line must never carry its bound values
     # (webhook secrets, token hashes, user payloads).
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120, hide_parameters=True)
+    extra: dict[str, Any] = {}
+    if on_loop and url.database:
+        extra["async_creator"] = _loop_connector(url.database)
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=120, hide_parameters=True, **extra
+    )
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def _before_connect(*_: Any) -> None:
@@ -150,7 +194,7 @@ class Database:
         if self.dialect == "sqlite":
             if self.url.database in (None, "", ":memory:"):
                 raise ValueError("SQLite needs a file database (WAL is shared across connections)")
-            self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1)
+            self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1, on_loop=True)
             self._write_lock = _ProcessWriteLock(f"{self.url.database}.write-lock") if os.name == "posix" else None
             self.read_engine = _sqlite_engine(self.url, immediate=False, pool_size=pool_size)
         else:

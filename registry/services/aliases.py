@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.auth import Role
@@ -198,7 +198,7 @@ async def set_alias(
     needs a reason and is audited), Conflict when ``expect`` is given and the alias no longer holds it: of two
     racing moves with the same expectation, exactly one wins.
     """
-    from registry.services import gates, versions
+    from registry.services import gates
 
     alias = names.alias(alias)
     model = await models.lock(session, name=model_name)
@@ -207,9 +207,19 @@ async def set_alias(
         require(actor, Role.maintainer, action="forcing an alias past its gate policy")
         if not (reason or "").strip():
             raise InvalidInput("--force needs a --reason (it is kept in the promotion history)", field="reason")
-    await versions.get(session, model=model, version=version)
-    current = await session.get(Alias, (model.id, alias), populate_existing=True)
-    before = current.version if current is not None else None
+    # The target version's existence and the alias's current version, in one round trip.
+    exists_, before = (
+        await session.execute(
+            select(
+                select(ModelVersion.id)
+                .where(ModelVersion.model_id == model.id, ModelVersion.version == version)
+                .scalar_subquery(),
+                select(Alias.version).where(Alias.model_id == model.id, Alias.name == alias).scalar_subquery(),
+            )
+        )
+    ).one()
+    if exists_ is None:
+        raise NotFound(f"model {model.name!r} has no version {version}")
     if not isinstance(expect, _Unset) and expect != before:
         where = f"v{before}" if before is not None else "nothing"
         wanted = f"v{expect}" if expect is not None else "nothing"
@@ -223,10 +233,14 @@ async def set_alias(
     passed = None
     if enforce_gates and not force:
         passed = await gates.passing_run(session, model=model, alias=alias, version=version)
-    if current is None:
+    if before is None:
         session.add(Alias(model_id=model.id, name=alias, version=version, updated_by=actor.name, updated_at=utcnow()))
     else:
-        current.version, current.updated_by, current.updated_at = version, actor.name, utcnow()
+        await session.execute(
+            update(Alias)
+            .where(Alias.model_id == model.id, Alias.name == alias)
+            .values(version=version, updated_by=actor.name, updated_at=utcnow())
+        )
     promotion = await _append(
         session,
         model=model,

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import observability
@@ -160,15 +160,31 @@ async def list_run_files(session: AsyncSession, *, run_id: str, prefix: str = ""
 
 
 async def run_manifest(session: AsyncSession, *, run_id: str, path: str) -> list[ManifestEntry]:
-    """Snapshot of the run's files under ``path`` (a folder or a single file), paths relative to it."""
+    """Snapshot of the run's files under ``path`` (a folder or a single file), paths relative to it.
+
+    One query for both readings of ``path``; a file of that exact name wins over a folder of it. Raises
+    NotFound when the run does not exist or has no files there."""
     path = names.artifact_path(path, allow_empty=True)
-    single = await session.get(RunFile, (run_id, path)) if path else None
-    if single is not None:
-        name = path.rsplit("/", 1)[-1]
-        return [ManifestEntry(path=name, sha256=single.sha256, size=single.size)]
-    files = await list_run_files(session, run_id=run_id, prefix=path)
+    query = select(RunFile.path, RunFile.sha256, RunFile.size).where(RunFile.run_id == run_id).order_by(RunFile.path)
+    if path:
+        query = query.where(or_(RunFile.path == path, and_(RunFile.path > path + "/", RunFile.path < path + "0")))
+    rows = (await session.execute(query)).all()
+    for found, sha256, size in rows:
+        if found == path:
+            return [ManifestEntry(path=path.rsplit("/", 1)[-1], sha256=sha256, size=int(size))]
+    if not rows:
+        await runs.get(session, run_id=run_id)  # a missing run is reported as such
+        raise NotFound(f"run {run_id} has no files under {path or '/'!r}")
     cut = len(path) + 1 if path else 0
-    return [ManifestEntry(path=f.path[cut:], sha256=f.sha256, size=f.size) for f in files]
+    return [ManifestEntry(path=found[cut:], sha256=sha256, size=int(size)) for found, sha256, size in rows]
+
+
+async def keep_blobs(session: AsyncSession, *, digests: Iterable[str]) -> None:
+    """Make sure gc cannot delete blobs that stored rows reference (run files) before this transaction adds
+    its own references. PostgreSQL: share-lock them (``lock_blobs``). SQLite: nothing to do, the write
+    transaction holds the database's write lock, so gc cannot run before it commits."""
+    if dialect(session) == "postgresql":
+        await lock_blobs(session, digests=digests)
 
 
 async def check_manifest(session: AsyncSession, *, entries: list[ManifestEntry]) -> list[ManifestEntry]:

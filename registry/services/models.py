@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import delete, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.base import utcnow
@@ -60,6 +61,25 @@ async def lock(session: AsyncSession, *, name: str) -> RegisteredModel:
     if model is None:
         raise NotFound(f"model {name!r} does not exist (see `registry models list`)")
     return model
+
+
+async def next_version(session: AsyncSession, *, name: str) -> tuple[int, int]:
+    """Hand out the model's next version number: ``(model id, number)``.
+
+    One ``UPDATE … RETURNING``: the counter is bumped under the row lock the update takes (held until
+    commit), so concurrent creates of the same model queue here and numbers stay gapless; no read first."""
+    row = (
+        await session.execute(
+            sql_update(RegisteredModel)
+            .where(RegisteredModel.name == name)
+            .values(last_version=RegisteredModel.last_version + 1, updated_at=utcnow())
+            .returning(RegisteredModel.id, RegisteredModel.last_version)
+            .execution_options(synchronize_session=False)
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"model {name!r} does not exist (see `registry models list`)")
+    return int(row[0]), int(row[1])
 
 
 async def list_models(session: AsyncSession, *, limit: int = 100, after: str | None = None) -> list[RegisteredModel]:

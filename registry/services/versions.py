@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.base import utcnow
@@ -54,20 +54,19 @@ async def create(
     """
     if entries is None and run_id is None:
         raise InvalidInput("give a run (run_id and path) or the files of the version", field="files")
-    if run_id is not None:
-        await runs.get(session, run_id=run_id)
     if entries is None:
         assert run_id is not None
+        # The run's files reference stored blobs of checked sizes already; only gc's race needs guarding.
         entries = await artifacts.run_manifest(session, run_id=run_id, path=path or "")
-        if not entries:
-            raise NotFound(f"run {run_id} has no files under {path or '/'!r}")
-    entries = await artifacts.check_manifest(session, entries=entries)
-    model = await models.lock(session, name=model_name)
-    model.last_version += 1
-    model.updated_at = utcnow()
+        await artifacts.keep_blobs(session, digests=(e.sha256 for e in entries))
+    else:
+        if run_id is not None:
+            await runs.get(session, run_id=run_id)
+        entries = await artifacts.check_manifest(session, entries=entries)
+    model_id, number = await models.next_version(session, name=model_name)
     version = ModelVersion(
-        model_id=model.id,
-        version=model.last_version,
+        model_id=model_id,
+        version=number,
         run_id=run_id,
         source=source or (f"runs:/{run_id}/{path or ''}".rstrip("/") if run_id else "upload"),
         description=description,
@@ -76,24 +75,26 @@ async def create(
     )
     session.add(version)
     await session.flush()
-    session.add_all(VersionFile(version_id=version.id, path=e.path, sha256=e.sha256, size=e.size) for e in entries)
+    await session.execute(
+        insert(VersionFile),
+        [{"version_id": version.id, "path": e.path, "sha256": e.sha256, "size": e.size} for e in entries],
+    )
     if tags:
         await set_tags(session, version=version, tags=tags)
     await events.record(
         session,
         type="model_version.created",
-        subject=f"models/{model.name}/versions/{version.version}",
+        subject=f"models/{model_name}/versions/{number}",
         actor=actor.name,
-        model=model.name,
+        model=model_name,
         data={
-            "model": model.name,
-            "version": version.version,
+            "model": model_name,
+            "version": number,
             "run_id": run_id,
             "digest": version.digest,
             "source": version.source,
         },
     )
-    await session.flush()
     return version
 
 

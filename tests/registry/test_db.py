@@ -61,3 +61,40 @@ async def test_a_writer_cancelled_while_waiting_leaves_the_lock_free(tmp_path: P
     finally:
         await first.dispose()
         await second.dispose()
+
+
+async def test_write_statements_run_on_the_loop_thread_and_reads_on_aiosqlites(tmp_path: Path) -> None:
+    """The write connection skips aiosqlite's thread hand-offs; reads keep them (a long query must not stall
+    the loop). A SQL function reports which thread SQLite called it on."""
+    import threading
+
+    from sqlalchemy import event
+
+    db = Database(f"sqlite:///{tmp_path / 'threads.db'}")
+
+    def register(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.create_function("thread_id", 0, threading.get_ident)  # type: ignore[attr-defined]
+
+    for engine in (db.write_engine, db.read_engine):
+        event.listen(engine.sync_engine, "connect", register)
+    try:
+        async with db.write() as session:
+            await session.execute(text("CREATE TABLE t (x INTEGER)"))
+            await session.execute(text("INSERT INTO t VALUES (1), (2)"))
+            writer = await session.scalar(text("SELECT thread_id()"))
+        async with db.read() as session:
+            reader = await session.scalar(text("SELECT thread_id()"))
+            assert await session.scalar(text("SELECT count(*) FROM t")) == 2  # committed
+        assert writer == threading.get_ident()
+        assert reader != threading.get_ident()
+        with anyio.fail_after(5):  # a failed write rolls back and leaves the connection usable
+            try:
+                async with db.write() as session:
+                    await session.execute(text("INSERT INTO t VALUES (3)"))
+                    await session.execute(text("INSERT INTO nowhere VALUES (1)"))
+            except Exception as exc:
+                assert "nowhere" in str(exc)
+            async with db.write() as session:
+                assert await session.scalar(text("SELECT count(*) FROM t")) == 2
+    finally:
+        await db.dispose()
