@@ -155,7 +155,7 @@ class Dispatcher:
         self._jobs_running += len(jobs)
         for job in jobs:
             self._spawn(self._run_job(job))
-        return bool(fanned or filled or (wanted >= self._claim_at_least and len(claimed) >= wanted))
+        return fanned.more or filled or (wanted >= self._claim_at_least and len(claimed) >= wanted)
 
     def _spawn(self, coro: object) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]

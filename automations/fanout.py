@@ -53,6 +53,8 @@ class Fanned:
     events: int = 0
     deliveries: int = 0
     jobs: int = 0
+    more: bool = False
+    """The batch was full: more events may be waiting."""
 
     def __bool__(self) -> bool:
         return self.events > 0
@@ -91,11 +93,21 @@ async def fan_out(session: AsyncSession, *, batch: int = 1000) -> Fanned:
     cursor = await _cursor(session)
     if cursor is None:
         return Fanned()
+    hooks = list(await session.scalars(select(Webhook).where(Webhook.enabled.is_(True))))
+    rules = list(await session.scalars(select(AutomationRule).where(AutomationRule.enabled.is_(True))))
+    if not hooks and not rules:
+        # Nothing subscribes: move past every committed event without loading them.
+        last, count = (
+            await session.execute(select(func.max(Event.seq), func.count()).where(Event.seq > cursor.seq))
+        ).one()
+        if last is None:
+            return Fanned()
+        cursor.seq = last
+        await session.flush()
+        return Fanned(events=int(count))
     pending = list(await session.scalars(select(Event).where(Event.seq > cursor.seq).order_by(Event.seq).limit(batch)))
     if not pending:
         return Fanned()
-    hooks = list(await session.scalars(select(Webhook).where(Webhook.enabled.is_(True))))
-    rules = list(await session.scalars(select(AutomationRule).where(AutomationRule.enabled.is_(True))))
     now = utcnow()
     deliveries: list[dict[str, Any]] = []
     jobs = 0
@@ -133,7 +145,7 @@ async def fan_out(session: AsyncSession, *, batch: int = 1000) -> Fanned:
         await session.execute(upsert(session, Delivery).on_conflict_do_nothing(), deliveries)
     cursor.seq = pending[-1].seq
     await session.flush()
-    return Fanned(events=len(pending), deliveries=len(deliveries), jobs=jobs)
+    return Fanned(events=len(pending), deliveries=len(deliveries), jobs=jobs, more=len(pending) >= batch)
 
 
 def job_params(rule: AutomationRule, event: Event) -> dict[str, Any]:
