@@ -189,7 +189,7 @@ async def remove(session: AsyncSession, *, webhook_id: int, actor: Actor) -> Non
     await session.flush()
 
 
-async def send_test(session: AsyncSession, *, webhook_id: int, actor: Actor) -> Event:
+async def send_test(session: AsyncSession, *, webhook_id: int, actor: Actor) -> events.Recorded:
     """Emit a ``webhook.test`` event addressed to this endpoint only."""
     hook = await get(session, webhook_id=webhook_id)
     return await events.record(
