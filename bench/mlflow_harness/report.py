@@ -11,6 +11,8 @@ from .httpload import PhaseResult
 
 TPUT_TARGET = 5.0
 P99_TARGET = 1 / 3
+CPU_TARGET = 1 / 5
+"""Server CPU per request, Modelkeep ÷ MLflow (the write-path issue's target, with p99 ≤ ⅓ at c ≥ 8)."""
 
 
 @dataclass
@@ -42,6 +44,12 @@ def _cpu_ms(res: PhaseResult | None) -> str:
     if res is None or res.server_cpu_s is None or res.ok == 0:
         return "–"
     return _f(1000 * res.server_cpu_s / res.ok, 2)
+
+
+def cpu_ratio(ml: PhaseResult | None, mk: PhaseResult | None) -> float | None:
+    if ml is None or mk is None or not ml.ok or not mk.ok or not ml.server_cpu_s or mk.server_cpu_s is None:
+        return None
+    return (mk.server_cpu_s / mk.ok) / (ml.server_cpu_s / ml.ok)
 
 
 def mark(ml: PhaseResult | None, mk: PhaseResult | None) -> tuple[str, float | None, float | None]:
@@ -94,8 +102,9 @@ def backend_section(run: BackendRun, servers: list[str]) -> tuple[list[str], int
     out += [*run.notes, ""]
     out += [
         "| workload | conc | MLflow req/s | MLflow p50 / p95 / p99 ms | MLflow CPU ms/req "
-        "| Modelkeep req/s | Modelkeep p50 / p95 / p99 ms | Modelkeep CPU ms/req | tput × | p99 ratio | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| Modelkeep req/s | Modelkeep p50 / p95 / p99 ms | Modelkeep CPU ms/req | tput × | p99 ratio | CPU ratio "
+        "| target |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     passed = total = 0
     errors: list[str] = []
@@ -127,7 +136,8 @@ def backend_section(run: BackendRun, servers: list[str]) -> tuple[list[str], int
                 + " | ".join(cols(ml))
                 + " | "
                 + " | ".join(cols(mk))
-                + f" | {_f(tput, 2) + '×' if tput else '–'} | {_f(p99, 3) if p99 else '–'} | {verdict} |"
+                + f" | {_f(tput, 2) + '×' if tput else '–'} | {_f(p99, 3) if p99 else '–'}"
+                + f" | {_f(cpu_ratio(ml, mk), 3)} | {verdict} |"
             )
             for server, r in (("mlflow", ml), ("modelkeep", mk)):
                 if r is not None and r.error_samples:
@@ -165,7 +175,8 @@ def render(
         "Targets (DESIGN.md §6): Modelkeep throughput ≥ 5× MLflow's and p99 latency ≤ ⅓ of MLflow's, "
         "for every workload at every concurrency, on SQLite and on PostgreSQL. `tput ×` = Modelkeep req/s ÷ "
         "MLflow req/s; `p99 ratio` = Modelkeep p99 ÷ MLflow p99. CPU ms/req = CPU time of the server's "
-        "whole process tree during the phase ÷ successful requests.",
+        "whole process tree during the phase ÷ successful requests; `CPU ratio` = Modelkeep's CPU ms/req ÷ "
+        "MLflow's (target ≤ 0.2 for every workload, with p99 ratio ≤ ⅓ at concurrency 8 and 32).",
         "",
     ]
     lines += ["## Setup", ""] + [f"- {k}: {v}" for k, v in meta["setup"].items()] + [""]
@@ -178,6 +189,27 @@ def render(
         total += t
     if total:
         lines += [f"**Summary: {passed} of {total} (backend, workload, concurrency) cells meet both targets.**", ""]
+        cpu_cells = [
+            (
+                run.backend,
+                wl,
+                c,
+                cpu_ratio(by_server.get("mlflow", {}).get(c), mk),
+                mark(by_server.get("mlflow", {}).get(c), mk)[2],
+            )
+            for run in runs
+            for wl, by_server in run.results.items()
+            if wl != "health"
+            for c, mk in sorted(by_server.get("modelkeep", {}).items())
+        ]
+        cpu_ok = [x for x in cpu_cells if x[3] is not None and x[3] <= CPU_TARGET]
+        p99_cells = [x for x in cpu_cells if x[2] >= 8 and x[4] is not None]
+        p99_ok = [x for x in p99_cells if x[4] <= P99_TARGET]
+        lines += [
+            f"**CPU per request ≤ ⅕ of MLflow's: {len(cpu_ok)} of {len(cpu_cells)} cells; "
+            f"p99 ≤ ⅓ of MLflow's at c ≥ 8: {len(p99_ok)} of {len(p99_cells)} cells.**",
+            "",
+        ]
         for run in runs:
             for wl, by_server in run.results.items():
                 if wl == "health":
