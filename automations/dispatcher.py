@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from datetime import timedelta
 from typing import Literal
@@ -64,6 +65,10 @@ class Dispatcher:
         # transaction per few deliveries.
         self._claim_at_least = max(1, concurrency // 4)
         self._jobs_running = 0
+        self._poll = settings.dispatcher_poll_seconds
+        self._subscribers: bool | None = None
+        """Whether the last fan-out found a webhook or rule enabled (None: no fan-out yet)."""
+        self._last_round = 0.0
         self._results: asyncio.Queue[tuple[delivery.Claimed, delivery.Outcome]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
@@ -122,7 +127,13 @@ class Dispatcher:
 
         ``full``: fan out new events, claim due deliveries and jobs. ``events`` (this process committed
         events): fan out, and claim only if that made deliveries or jobs; deliveries that fall due later are
-        found by a poll. ``probe`` (a poll): a full round only if a read-only check finds work."""
+        found by a poll. While the last fan-out found no webhook or rule enabled, an ``events`` round is
+        skipped if one ran within the poll interval: events nobody subscribes to need only the cursor moved,
+        once per interval (a webhook or rule enabled meanwhile gets its first events up to one interval later).
+        ``probe`` (a poll): a full round only if a read-only check finds work."""
+        now = time.monotonic()
+        if scope == "events" and self._subscribers is False and now - self._last_round < self._poll:
+            return False
         if scope == "probe":
             async with self.db.read() as session:
                 if not await fanout.work_due(session, now=utcnow()):
@@ -132,8 +143,11 @@ class Dispatcher:
         jobs_wanted = JOB_CONCURRENCY - self._jobs_running
         claimed: list[delivery.Claimed] = []
         jobs: list[actions.ClaimedJob] = []
+        self._last_round = now
         async with self.db.write() as session:
             fanned = await fanout.fan_out(session)
+            if fanned.subscribers is not None:
+                self._subscribers = fanned.subscribers
             if wanted >= self._claim_at_least and (scope == "full" or fanned.deliveries):
                 claimed = await delivery.claim(
                     session,

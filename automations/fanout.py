@@ -55,6 +55,8 @@ class Fanned:
     jobs: int = 0
     more: bool = False
     """The batch was full: more events may be waiting."""
+    subscribers: bool | None = None
+    """Whether any webhook or rule was enabled (None: not looked at)."""
 
     def __bool__(self) -> bool:
         return self.events > 0
@@ -101,13 +103,13 @@ async def fan_out(session: AsyncSession, *, batch: int = 1000) -> Fanned:
             await session.execute(select(func.max(Event.seq), func.count()).where(Event.seq > cursor.seq))
         ).one()
         if last is None:
-            return Fanned()
+            return Fanned(subscribers=False)
         cursor.seq = last
         await session.flush()
-        return Fanned(events=int(count))
+        return Fanned(events=int(count), subscribers=False)
     pending = list(await session.scalars(select(Event).where(Event.seq > cursor.seq).order_by(Event.seq).limit(batch)))
     if not pending:
-        return Fanned()
+        return Fanned(subscribers=True)
     now = utcnow()
     deliveries: list[dict[str, Any]] = []
     jobs = 0
@@ -145,7 +147,9 @@ async def fan_out(session: AsyncSession, *, batch: int = 1000) -> Fanned:
         await session.execute(upsert(session, Delivery).on_conflict_do_nothing(), deliveries)
     cursor.seq = pending[-1].seq
     await session.flush()
-    return Fanned(events=len(pending), deliveries=len(deliveries), jobs=jobs, more=len(pending) >= batch)
+    return Fanned(
+        events=len(pending), deliveries=len(deliveries), jobs=jobs, more=len(pending) >= batch, subscribers=True
+    )
 
 
 def job_params(rule: AutomationRule, event: Event) -> dict[str, Any]:

@@ -64,17 +64,24 @@ async def create(
             await runs.get(session, run_id=run_id)
         entries = await artifacts.check_manifest(session, entries=entries)
     model_id, number = await models.next_version(session, name=model_name)
-    version = ModelVersion(
-        model_id=model_id,
-        version=number,
-        run_id=run_id,
-        source=source or (f"runs:/{run_id}/{path or ''}".rstrip("/") if run_id else "upload"),
-        description=description,
-        digest=artifacts.manifest_digest(entries),
-        created_by=actor.name,
-    )
-    session.add(version)
-    await session.flush()
+    now = utcnow()
+    values = {
+        "model_id": model_id,
+        "version": number,
+        "run_id": run_id,
+        "source": source or (f"runs:/{run_id}/{path or ''}".rstrip("/") if run_id else "upload"),
+        "status": "READY",
+        "stage": "None",
+        "description": description,
+        "digest": artifacts.manifest_digest(entries),
+        "created_by": actor.name,
+        "created_at": now,
+        "updated_at": now,
+    }
+    # Core, not the unit of work: the row is written once and never changed in this transaction. The
+    # caller gets a detached object with the same values.
+    version_id = (await session.execute(insert(ModelVersion).values(values).returning(ModelVersion.id))).scalar_one()
+    version = ModelVersion(id=version_id, **values)
     await session.execute(
         insert(VersionFile),
         [{"version_id": version.id, "path": e.path, "sha256": e.sha256, "size": e.size} for e in entries],
