@@ -72,6 +72,7 @@ class _LoopSQLite(aiosqlite.Connection):
 
 def _loop_connector(path: str) -> Callable[[], Any]:
     async def connect() -> aiosqlite.Connection:
+        create_private_file(path)  # the engine's do_connect hook does not run for a custom creator
         connection = _LoopSQLite(lambda: sqlite3.connect(path, check_same_thread=False), 64)
         # As SQLAlchemy does for the connections it makes: an engine not disposed of at exit must not keep
         # the interpreter alive waiting for the worker thread.
