@@ -121,7 +121,7 @@ async def bench(url: str, data_dir: Path, args: argparse.Namespace) -> list[str]
             log.setLevel(logging.INFO)
             log.addHandler(handler)
             handler.seen.clear()
-            await call(0)
+            await call(1)  # alias-set: a real move (the alias points at version 1 already)
             in_request = len(handler.seen)
             await tick(dispatcher, "events")
             in_round = len(handler.seen) - in_request
