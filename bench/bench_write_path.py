@@ -32,8 +32,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
+from bench_webhooks import _pg as pg_admin_sql  # CREATE/DROP DATABASE next to --postgres-url
 from sqlalchemy.engine import make_url
 
 from automations.dispatcher import Dispatcher
@@ -162,21 +162,6 @@ async def bench(url: str, data_dir: Path, args: argparse.Namespace) -> list[str]
     return out
 
 
-async def pg_admin(admin_url: str, sql: str) -> None:
-    parsed = make_url(admin_url)
-    conn = await asyncpg.connect(
-        host=parsed.host or "127.0.0.1",
-        port=parsed.port or 5432,
-        user=parsed.username or "postgres",
-        password=parsed.password,
-        database=parsed.database or "postgres",
-    )
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--backends", default="sqlite,postgres")
@@ -195,12 +180,12 @@ async def main() -> None:
                 lines += ["## SQLite", "", *await bench(f"sqlite:///{data_dir / 'registry.db'}", data_dir, args), ""]
                 continue
             name = f"bench_wp_{os.getpid()}"
-            await pg_admin(args.postgres_url, f'CREATE DATABASE "{name}"')
+            await pg_admin_sql(args.postgres_url, f'CREATE DATABASE "{name}"')
             try:
                 url = make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
                 lines += ["## PostgreSQL", "", *await bench(url, data_dir, args), ""]
             finally:
-                await pg_admin(args.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                await pg_admin_sql(args.postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     lines.append(f"load average at end: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("\n".join(lines))
 

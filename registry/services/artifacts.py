@@ -230,10 +230,7 @@ async def create_version(
     if kind not in ARTIFACT_KINDS:
         raise InvalidInput(f"unknown artifact kind {kind!r}: use one of {', '.join(ARTIFACT_KINDS)}", field="kind")
     if run_id is not None and entries is None:
-        await runs.get(session, run_id=run_id)
         entries = await run_manifest(session, run_id=run_id, path=path or "")
-        if not entries:
-            raise NotFound(f"run {run_id} has no files under {path or '/'!r}")
     elif run_id is not None:
         await runs.get(session, run_id=run_id)
     entries = await check_manifest(session, entries=entries or [])
