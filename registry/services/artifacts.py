@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import observability
@@ -149,13 +149,18 @@ async def get_run_file(session: AsyncSession, *, run_id: str, path: str) -> RunF
     return file
 
 
+def _under(folder: str) -> ColumnElement[bool]:
+    """Run files at any depth below ``folder``. A range scan instead of LIKE: no escaping of '%'/'_' in user
+    paths, and it uses the primary key ('0' is the character after '/')."""
+    return and_(RunFile.path > folder + "/", RunFile.path < folder + "0")
+
+
 async def list_run_files(session: AsyncSession, *, run_id: str, prefix: str = "") -> list[RunFile]:
     """Files at any depth under ``prefix`` (a folder path; empty for the whole tree)."""
     await runs.get(session, run_id=run_id)
     query = select(RunFile).where(RunFile.run_id == run_id).order_by(RunFile.path)
     if prefix:
-        # Range scan instead of LIKE: no escaping of '%'/'_' in user paths, and it uses the primary key.
-        query = query.where(RunFile.path > prefix + "/", RunFile.path < prefix + "0")
+        query = query.where(_under(prefix))
     return list(await session.scalars(query))
 
 
@@ -167,7 +172,7 @@ async def run_manifest(session: AsyncSession, *, run_id: str, path: str) -> list
     path = names.artifact_path(path, allow_empty=True)
     query = select(RunFile.path, RunFile.sha256, RunFile.size).where(RunFile.run_id == run_id).order_by(RunFile.path)
     if path:
-        query = query.where(or_(RunFile.path == path, and_(RunFile.path > path + "/", RunFile.path < path + "0")))
+        query = query.where(or_(RunFile.path == path, _under(path)))
     rows = (await session.execute(query)).all()
     for found, sha256, size in rows:
         if found == path:

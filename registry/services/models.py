@@ -14,6 +14,10 @@ from registry.services._sql import put_tags
 from registry.services.auth import Actor
 
 
+def missing(name: str) -> NotFound:
+    return NotFound(f"model {name!r} does not exist (see `registry models list`)")
+
+
 async def create(
     session: AsyncSession,
     *,
@@ -45,7 +49,7 @@ async def create(
 async def get(session: AsyncSession, *, name: str) -> RegisteredModel:
     model = await session.scalar(select(RegisteredModel).where(RegisteredModel.name == name))
     if model is None:
-        raise NotFound(f"model {name!r} does not exist (see `registry models list`)")
+        raise missing(name)
     return model
 
 
@@ -59,7 +63,7 @@ async def lock(session: AsyncSession, *, name: str) -> RegisteredModel:
         .execution_options(populate_existing=True)
     )
     if model is None:
-        raise NotFound(f"model {name!r} does not exist (see `registry models list`)")
+        raise missing(name)
     return model
 
 
@@ -78,7 +82,7 @@ async def next_version(session: AsyncSession, *, name: str) -> tuple[int, int]:
         )
     ).one_or_none()
     if row is None:
-        raise NotFound(f"model {name!r} does not exist (see `registry models list`)")
+        raise missing(name)
     return int(row[0]), int(row[1])
 
 
