@@ -107,6 +107,10 @@ async def bench(url: str, data_dir: Path, args: argparse.Namespace) -> list[str]
             ),
             "alias-get": lambda i: client.get(API + "/registered-models/alias", params={"name": "wp", "alias": "a"}),
             "log-batch (100 metrics)": lambda i: post("/runs/log-batch", {"run_id": run_id, "metrics": metrics}),
+            "get-run": lambda i: client.get(API + "/runs/get", params={"run_id": run_id}),
+            "search-versions": lambda i: client.get(
+                API + "/model-versions/search", params={"filter": "name='wp'"}
+            ),
             "health": lambda i: client.get("/health"),
         }  # fmt: skip
         log = logging.getLogger("sqlalchemy.engine.Engine")
@@ -117,6 +121,7 @@ async def bench(url: str, data_dir: Path, args: argparse.Namespace) -> list[str]
             "|---|---:|---:|---:|---:|---:|",
         ]
         listings: list[str] = []
+        profiles: list[str] = []
         for name, call in workloads.items():
             log.setLevel(logging.INFO)
             log.addHandler(handler)
@@ -150,7 +155,7 @@ async def bench(url: str, data_dir: Path, args: argparse.Namespace) -> list[str]
                 profile.disable()
                 text = io.StringIO()
                 pstats.Stats(profile, stream=text).sort_stats("tottime").print_stats(25)
-                listings += [f"profile of {name} (+ dispatcher round), by own time:", text.getvalue()]
+                profiles += [f"profile of {name} (+ dispatcher round), by own time:", text.getvalue()]
             out.append(
                 f"| {name} | {in_request} | {in_round} | {1000 * (t1 - t0) / n:.2f} | {1000 * (t3 - t2) / n:.2f} "
                 f"| {1000 * (t2 - t1) / n:.2f} |"
@@ -159,6 +164,7 @@ async def bench(url: str, data_dir: Path, args: argparse.Namespace) -> list[str]
     if args.statements:
         out += ["", "Statements (SQLAlchemy engine log; BEGIN (implicit) is SQLAlchemy's own marker):", "", "```"]
         out += [*listings, "```"]
+    out += profiles
     return out
 
 
@@ -170,7 +176,7 @@ async def main() -> None:
         "--postgres-url", default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
     )
     p.add_argument("--statements", action="store_true", help="list each workload's statements")
-    p.add_argument("--profile", help="cProfile one workload (create-version, alias-set, alias-get, log-batch, health)")
+    p.add_argument("--profile", help="cProfile one workload (a name from the table, e.g. alias-get)")
     args = p.parse_args()
     lines = [f"load average at start: {' / '.join(f'{x:.2f}' for x in os.getloadavg())}", ""]
     for backend in args.backends.split(","):

@@ -15,8 +15,9 @@ aiosqlite hands every call (cursor, execute, fetch, close: three or four per sta
 and back, and on a 2-core machine those hand-offs cost more CPU than the statements: a version created
 from a run folder took about twice the server CPU. Write transactions are short by design (they hold the
 database's single write lock), so running them inline blocks the loop for about as long as the hand-offs
-did. Reads keep aiosqlite's thread: a long query (a million-point series, a search) must not stall the
-other requests of its worker.
+did. Reads keep aiosqlite's thread, since a long query (a million-point series, a search) must not stall
+the other requests of its worker, except short ones: ``read(short=True)`` (one object and its few rows, as
+in resolving an alias or authenticating a token) runs on the loop too, through a pool of its own.
 
 The database holds webhook and trigger secrets and token hashes: its file, and with it the ``-wal`` and
 ``-shm`` files SQLite gives the same mode, and the lock file are created readable by the owner only.
@@ -198,22 +199,26 @@ class Database:
             self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1, on_loop=True)
             self._write_lock = _ProcessWriteLock(f"{self.url.database}.write-lock") if os.name == "posix" else None
             self.read_engine = _sqlite_engine(self.url, immediate=False, pool_size=pool_size)
+            self.short_read_engine = _sqlite_engine(self.url, immediate=False, pool_size=pool_size, on_loop=True)
         else:
             self.write_engine = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
             )
-            self.read_engine = self.write_engine
+            self.read_engine = self.short_read_engine = self.write_engine
             self._write_lock = None
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
         self.on_commit: list[Callable[[], None]] = []
         """Called after a write transaction that recorded outbox events commits (wakes the dispatcher)."""
         self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
+        self._short_reader = async_sessionmaker(self.short_read_engine, expire_on_commit=False, autoflush=False)
 
     def pools(self) -> list[tuple[str, AsyncEngine, int]]:
         """``(name, engine, connections it may open)`` for each of this database's connection pools."""
         found = [("write", self.write_engine, _capacity(self.write_engine))]
         if self.read_engine is not self.write_engine:
             found.append(("read", self.read_engine, _capacity(self.read_engine)))
+        if self.short_read_engine is not self.write_engine:
+            found.append(("read-short", self.short_read_engine, _capacity(self.short_read_engine)))
         return found
 
     @property
@@ -235,16 +240,18 @@ class Database:
                 callback()
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncSession]:
+    async def read(self, *, short: bool = False) -> AsyncIterator[AsyncSession]:
         """A read-only transaction; closing the session ends it (anything written is discarded).
 
-        Objects stay loaded after the block (close() detaches them without expiring, unlike rollback())."""
-        async with self._reader() as session:
+        Objects stay loaded after the block (close() detaches them without expiring, unlike rollback()).
+        ``short``: a few point look-ups whose cost does not grow with the data (never a search, a listing or a
+        series); on SQLite they run on the event loop's thread, saving aiosqlite's hand-offs."""
+        async with (self._short_reader if short else self._reader)() as session:
             yield session
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""
-        async with self.read_engine.connect() as conn:
+        async with self.short_read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
@@ -252,6 +259,7 @@ class Database:
 
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+            await self.short_read_engine.dispose()
 
 
 def _capacity(engine: AsyncEngine) -> int:

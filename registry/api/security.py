@@ -64,7 +64,7 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], handler: 
     actor = cache.get(raw)
     if actor is None:
         db: Database = connection.app.state.db
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             actor, expires_in = await tokens.authenticate_with_expiry(session, raw)
         cache.put(raw, actor, expires_in)
     connection.state.actor = actor

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from sqlalchemy import ColumnElement, and_, func, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.auth import Role
@@ -54,19 +54,21 @@ async def get(session: AsyncSession, *, model: RegisteredModel, alias: str) -> A
     return found
 
 
+_RESOLVE: Final = (
+    select(RegisteredModel, ModelVersion)
+    .join(Alias, Alias.model_id == RegisteredModel.id)
+    .join(ModelVersion, and_(ModelVersion.model_id == Alias.model_id, ModelVersion.version == Alias.version))
+    .where(RegisteredModel.name == bindparam("model"), Alias.name == bindparam("alias"))
+)
+"""Built once: a hot read (every ``models:/name@alias`` load), and its cache key is then computed once too."""
+
+
 async def resolve(session: AsyncSession, *, model_name: str, alias: str) -> tuple[RegisteredModel, ModelVersion]:
     """The model and the version its ``alias`` points to (one query; NotFound says which part is missing)."""
     from registry.services import versions
 
     alias = names.alias(alias)
-    found = (
-        await session.execute(
-            select(RegisteredModel, ModelVersion)
-            .join(Alias, Alias.model_id == RegisteredModel.id)
-            .join(ModelVersion, and_(ModelVersion.model_id == Alias.model_id, ModelVersion.version == Alias.version))
-            .where(RegisteredModel.name == model_name, Alias.name == alias)
-        )
-    ).first()
+    found = (await session.execute(_RESOLVE, {"model": model_name, "alias": alias})).first()
     if found is not None:
         return found[0], found[1]
     model = await models.get(session, name=model_name)

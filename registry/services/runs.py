@@ -7,9 +7,25 @@ import secrets
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
-from sqlalchemy import BigInteger, Float, Table, and_, case, delete, func, insert, or_, select
+from sqlalchemy import (
+    BigInteger,
+    CompoundSelect,
+    Float,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -138,26 +154,34 @@ async def get(session: AsyncSession, *, run_id: str, for_write: bool = False) ->
     return run
 
 
+_VIEW_KEYS: Final[CompoundSelect[str, str, str]] = union_all(
+    select(literal_column("'p'", String).label("kind"), Param.key, Param.value).where(Param.run_id == bindparam("run")),
+    select(literal_column("'t'", String), RunTag.key, RunTag.value).where(RunTag.run_id == bindparam("run")),
+)
+_VIEW_LATEST: Final = (
+    select(LatestMetric.key, LatestMetric.value, LatestMetric.timestamp, LatestMetric.step)
+    .where(LatestMetric.run_id == bindparam("run"))
+    .order_by(LatestMetric.key)
+)
+_VIEW_INPUTS: Final = (
+    select(ArtifactVersion)
+    .join(RunInput, RunInput.artifact_id == ArtifactVersion.id)
+    .where(RunInput.run_id == bindparam("run"))
+    .order_by(ArtifactVersion.name, ArtifactVersion.version)
+)
+"""A run's view is a hot read (every ``runs/get``): its statements are built, and their cache keys computed,
+once."""
+
+
 async def view(session: AsyncSession, *, run_id: str) -> RunView:
     """The run with its params, tags, latest metrics and consumed artifact versions."""
     result = RunView(run=await get(session, run_id=run_id))
-    params = await session.execute(select(Param.key, Param.value).where(Param.run_id == run_id))
-    result.params = dict(params.all())
-    tags = await session.execute(select(RunTag.key, RunTag.value).where(RunTag.run_id == run_id))
-    result.tags = dict(tags.all())
-    latest = await session.execute(
-        select(LatestMetric.key, LatestMetric.value, LatestMetric.timestamp, LatestMetric.step)
-        .where(LatestMetric.run_id == run_id)
-        .order_by(LatestMetric.key)
-    )
+    where = {"run": run_id}
+    for kind, key, value in await session.execute(_VIEW_KEYS, where):
+        (result.params if kind == "p" else result.tags)[key] = value
+    latest = await session.execute(_VIEW_LATEST, where)
     result.metrics = [MetricPoint(key, value, timestamp, step) for key, value, timestamp, step in latest.all()]
-    inputs = await session.scalars(
-        select(ArtifactVersion)
-        .join(RunInput, RunInput.artifact_id == ArtifactVersion.id)
-        .where(RunInput.run_id == run_id)
-        .order_by(ArtifactVersion.name, ArtifactVersion.version)
-    )
-    result.inputs = list(inputs)
+    result.inputs = list(await session.scalars(_VIEW_INPUTS, where))
     return result
 
 

@@ -33,7 +33,21 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, String, and_, cast, exists, false, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Row,
+    Select,
+    String,
+    and_,
+    cast,
+    exists,
+    false,
+    func,
+    literal,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 from sqlalchemy.sql.elements import UnaryExpression
@@ -147,8 +161,10 @@ async def search_models(
 VERSION_COLUMNS = (
     ModelVersion.id,
     ModelVersion.version,
-    ModelVersion.created_at,
-    ModelVersion.updated_at,
+    # The stored value as the driver reads it (naive UTC on SQLite): a renderer of thousands of rows converts
+    # it once, to epoch milliseconds, rather than first to an aware datetime.
+    type_coerce(ModelVersion.created_at, DateTime()).label("created_at"),
+    type_coerce(ModelVersion.updated_at, DateTime()).label("updated_at"),
     ModelVersion.created_by,
     ModelVersion.stage,
     ModelVersion.description,
@@ -196,7 +212,9 @@ async def search_versions(
         .offset(offset)
         .limit(max_results + 1)
     )
-    rows = list((await session.execute(query)).all())
+    # Through the session's connection: plain rows, without the ORM's per-row loading (a fifth of a
+    # 1,000-version page's CPU when run through the session).
+    rows = list((await (await session.connection()).execute(query)).all())
     return _page(rows, offset, max_results, fingerprint)
 
 

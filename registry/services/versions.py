@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Final
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import CompoundSelect, String, bindparam, delete, func, insert, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.base import utcnow
@@ -117,12 +118,9 @@ async def get(session: AsyncSession, *, model: RegisteredModel, version: int) ->
 async def view(session: AsyncSession, *, model_name: str, version: int) -> VersionView:
     model = await models.get(session, name=model_name)
     found = await get(session, model=model, version=version)
+    tags, held = await labels(session, version=found)
     return VersionView(
-        model=model,
-        version=found,
-        files=await files_of(session, version_id=found.id),
-        tags=await tags_of(session, version_id=found.id),
-        aliases=await aliases.names_for(session, model_id=model.id, version=version),
+        model=model, version=found, files=await files_of(session, version_id=found.id), tags=tags, aliases=held
     )
 
 
@@ -171,6 +169,31 @@ async def files_of(session: AsyncSession, *, version_id: int) -> list[ManifestEn
         select(VersionFile).where(VersionFile.version_id == version_id).order_by(VersionFile.path)
     )
     return [ManifestEntry(path=f.path, sha256=f.sha256, size=f.size) for f in rows]
+
+
+_LABELS: Final[CompoundSelect[str, str, str]] = union_all(
+    select(
+        literal_column("'t'", String).label("kind"), VersionTag.key.label("name"), VersionTag.value.label("value")
+    ).where(VersionTag.version_id == bindparam("version_id")),
+    select(literal_column("'a'", String), Alias.name, literal_column("NULL", String)).where(
+        Alias.model_id == bindparam("model_id"), Alias.version == bindparam("version")
+    ),
+).order_by("kind", "name")
+
+
+async def labels(session: AsyncSession, *, version: ModelVersion) -> tuple[dict[str, str], list[str]]:
+    """The version's tags and the names of the aliases it holds (by name), in one query."""
+    rows = await session.execute(
+        _LABELS, {"version_id": version.id, "model_id": version.model_id, "version": version.version}
+    )
+    tags: dict[str, str] = {}
+    held: list[str] = []
+    for kind, name, value in rows:
+        if kind == "t":
+            tags[name] = value
+        else:
+            held.append(name)
+    return tags, held
 
 
 async def tags_of(session: AsyncSession, *, version_id: int) -> dict[str, str]:
@@ -334,7 +357,7 @@ async def tags_for(session: AsyncSession, *, version_ids: list[int]) -> dict[int
     found: dict[int, dict[str, str]] = {}
     if not version_ids:
         return found
-    rows = await session.execute(
+    rows = await (await session.connection()).execute(
         select(VersionTag.version_id, VersionTag.key, VersionTag.value).where(VersionTag.version_id.in_(version_ids))
     )
     for version_id, key, value in rows.all():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import pytest
 from sqlalchemy import text
 
 from registry.db import Database
@@ -65,7 +66,7 @@ async def test_a_writer_cancelled_while_waiting_leaves_the_lock_free(tmp_path: P
 
 async def test_write_statements_run_on_the_loop_thread_and_reads_on_aiosqlites(tmp_path: Path) -> None:
     """The write connection skips aiosqlite's thread hand-offs; reads keep them (a long query must not stall
-    the loop). A SQL function reports which thread SQLite called it on."""
+    the loop), except short ones. A SQL function reports which thread SQLite called it on."""
     import threading
 
     from sqlalchemy import event
@@ -75,8 +76,9 @@ async def test_write_statements_run_on_the_loop_thread_and_reads_on_aiosqlites(t
     def register(dbapi_connection: object, _record: object) -> None:
         dbapi_connection.create_function("thread_id", 0, threading.get_ident)  # type: ignore[attr-defined]
 
-    for engine in (db.write_engine, db.read_engine):
+    for engine in (db.write_engine, db.read_engine, db.short_read_engine):
         event.listen(engine.sync_engine, "connect", register)
+    assert [name for name, _engine, _capacity in db.pools()] == ["write", "read", "read-short"]
     try:
         async with db.write() as session:
             await session.execute(text("CREATE TABLE t (x INTEGER)"))
@@ -85,8 +87,22 @@ async def test_write_statements_run_on_the_loop_thread_and_reads_on_aiosqlites(t
         async with db.read() as session:
             reader = await session.scalar(text("SELECT thread_id()"))
             assert await session.scalar(text("SELECT count(*) FROM t")) == 2  # committed
+        async with db.read(short=True) as session:
+            short = await session.scalar(text("SELECT thread_id()"))
+            assert await session.scalar(text("SELECT count(*) FROM t")) == 2
         assert writer == threading.get_ident()
         assert reader != threading.get_ident()
+        assert short == threading.get_ident()
+        with anyio.fail_after(5):  # a short read sees each commit, and one that fails leaves its pool usable
+            async with db.write() as session:
+                await session.execute(text("INSERT INTO t VALUES (5)"))
+            with pytest.raises(Exception, match="nowhere"):
+                async with db.read(short=True) as session:
+                    await session.execute(text("SELECT * FROM nowhere"))
+            async with db.read(short=True) as session:
+                assert await session.scalar(text("SELECT count(*) FROM t")) == 3
+            async with db.write() as session:
+                await session.execute(text("DELETE FROM t WHERE x = 5"))
         with anyio.fail_after(5):  # a failed write rolls back and leaves the connection usable
             try:
                 async with db.write() as session:

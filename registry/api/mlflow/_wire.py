@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 import msgspec
@@ -85,8 +86,16 @@ def parse_int(value: str | int | None, name: str) -> int:
     return number
 
 
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
 def ms(value: datetime | None) -> int | None:
-    return int(value.timestamp() * 1000) if value is not None else None
+    """Epoch milliseconds, exact (no float rounding); a naive value is UTC, as the database stores it."""
+    if value is None:
+        return None
+    return (value - (_EPOCH if value.tzinfo is None else _EPOCH_UTC)) // _MS
 
 
 def tags_list(tags: dict[str, str]) -> list[dict[str, str]]:
@@ -176,6 +185,31 @@ class VersionLike(Protocol):
     def source(self) -> str: ...
     @property
     def run_id(self) -> str | None: ...
+
+
+def version_rows_json(rows: Iterable[Sequence[Any]], tags: dict[int, dict[str, str]]) -> list[dict[str, Any]]:
+    """``version_json`` of search rows (the model's name, then ``search.VERSION_COLUMNS``), unpacked once each:
+    a page holds up to 200,000 of them."""
+    out = []
+    for name, version_id, number, created, updated, by, stage, description, source, run_id in rows:
+        item = {
+            "name": name,
+            "version": str(number),
+            "creation_timestamp": ms(created),
+            "last_updated_timestamp": ms(updated),
+            "user_id": by,
+            "current_stage": stage,
+            "description": description or "",
+            "source": source,
+            "run_id": run_id or "",
+            "status": "READY",
+            "run_link": "",
+        }
+        held = tags.get(version_id)
+        if held:
+            item["tags"] = tags_list(held)
+        out.append(item)
+    return out
 
 
 def version_json(

@@ -90,12 +90,8 @@ async def model_payload(session: Session, model: RegisteredModel) -> dict[str, A
 
 async def version_payload(session: Session, model: RegisteredModel, version: ModelVersion) -> dict[str, Any]:
     """MLflow's model_version: the row plus its tags and aliases (MLflow never shows the file manifest)."""
-    return wire.version_json(
-        model.name,
-        version,
-        tags=await versions.tags_of(session, version_id=version.id),
-        aliases=await aliases.names_for(session, model_id=model.id, version=version.version),
-    )
+    tags, held = await versions.labels(session, version=version)
+    return wire.version_json(model.name, version, tags=tags, aliases=held)
 
 
 async def version_by_name(session: Session, model_name: str, number: int) -> dict[str, Any]:
@@ -128,7 +124,7 @@ class RegistryController(Controller):
 
     @get("/registered-models/get")
     async def get_model(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             model = await models.get(session, name=wire.query(request, "name"))
             return {"registered_model": await model_payload(session, model)}
 
@@ -191,7 +187,7 @@ class RegistryController(Controller):
 
     @get("/registered-models/alias")
     async def get_alias(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             model, version = await aliases.resolve(
                 session, model_name=wire.query(request, "name"), alias=wire.query(request, "alias")
             )
@@ -223,7 +219,7 @@ class RegistryController(Controller):
         return await self._latest(db, wire.query(request, "name"), request.query_params.getall("stages", []))
 
     async def _latest(self, db: Database, name: str, stages: list[str]) -> dict[str, Any]:
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             model = await models.get(session, name=name)
             found = await versions.latest_by_stage(session, model=model, stages=stages or None)
         return {"model_versions": [wire.version_json(model.name, v) for v in found]} if found else {}
@@ -252,7 +248,7 @@ class RegistryController(Controller):
 
     @get("/model-versions/get")
     async def get_version(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             payload = await version_by_name(
                 session, wire.query(request, "name"), _version(wire.query(request, "version"))
             )
@@ -260,7 +256,7 @@ class RegistryController(Controller):
 
     @get("/model-versions/get-download-uri")
     async def download_uri(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             view = await versions.view(
                 session, model_name=wire.query(request, "name"), version=_version(wire.query(request, "version"))
             )
@@ -277,9 +273,7 @@ class RegistryController(Controller):
                 page_token=request.query_params.get("page_token") or None,
             )
             tags = await versions.tags_for(session, version_ids=[row.id for row in found])
-        result: dict[str, Any] = {
-            "model_versions": [wire.version_json(row.name, row, tags=tags.get(row.id)) for row in found]
-        }
+        result: dict[str, Any] = {"model_versions": wire.version_rows_json(found, tags)}
         if token:
             result["next_page_token"] = token
         return result

@@ -126,14 +126,14 @@ class TrackingController(Controller):
 
     @get("/experiments/get-by-name")
     async def experiment_by_name(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             found = await experiments.get_by_name(session, name=wire.query(request, "experiment_name"))
             tags = await experiments.tags_of(session, experiment_id=found.id)
         return {"experiment": wire.experiment_json(found, tags)}
 
     @get("/experiments/get")
     async def experiment(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             found = await experiments.get(session, experiment_id=_experiment_id(wire.query(request, "experiment_id")))
             tags = await experiments.tags_of(session, experiment_id=found.id)
         return {"experiment": wire.experiment_json(found, tags)}
@@ -188,7 +188,7 @@ class TrackingController(Controller):
     @get("/runs/get")
     async def get_run(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
         run_id = request.query_params.get("run_id") or wire.query(request, "run_uuid")
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             view = await runs.view(session, run_id=run_id)
         return {"run": wire.run_json(view)}
 

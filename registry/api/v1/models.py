@@ -248,7 +248,7 @@ class ModelsController(Controller):
 
     @get("/{name:str}")
     async def get_model(self, name: str, db: Database) -> ModelOut:
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             return await _render_model(session, await models.get(session, name=name))
 
     @patch("/{name:str}", guards=WRITER)

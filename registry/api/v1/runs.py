@@ -216,7 +216,7 @@ class RunsController(Controller):
 
     @get("/{run_id:str}")
     async def get_run(self, run_id: str, db: Database) -> RunOut:
-        async with db.read() as session:
+        async with db.read(short=True) as session:
             return render_run(await runs.view(session, run_id=run_id))
 
     @patch("/{run_id:str}", guards=WRITER)

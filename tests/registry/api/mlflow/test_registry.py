@@ -64,6 +64,12 @@ def test_register_alias_stage_search_download(mlflow_env: str, tmp_path: Path) -
     assert client.get_model_version(name, "2").tags == {"validation": "passed"}
     tagged = client.search_model_versions(f"name = '{name}' and tag.validation = 'passed'")
     assert [v.version for v in tagged] == ["2"]
+    # A search renders its rows by a path of its own: the same version reads the same as through get.
+    alone = client.get_model_version(name, "2")
+    assert {k: v for k, v in vars(tagged[0]).items() if k != "_aliases"} == {
+        k: v for k, v in vars(alone).items() if k != "_aliases"
+    }
+    assert tagged[0].creation_timestamp > 1_600_000_000_000 and tagged[0].tags == {"validation": "passed"}
     by_run = client.search_model_versions(f"name = '{name}' and run_id = '{run1}'")
     assert [v.version for v in by_run] == ["1"]
     assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == ["2", "1"]
