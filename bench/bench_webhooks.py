@@ -50,7 +50,7 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: an A/B run's other tree must win
 
 Record = tuple[int, float, bytes, dict[str, str]]
 """(receiver port, arrival time.time(), body, webhook headers)"""

@@ -12,13 +12,14 @@ same transaction (MLflow's ``current_stage``, ``get-latest-versions`` and ``mode
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.auth import Role
 from registry.domain.base import utcnow
+from registry.domain.gates import GatePolicy
 from registry.domain.models import Alias, ModelVersion, Promotion, RegisteredModel
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.services import audit, events, models, names
@@ -114,6 +115,10 @@ def _guard(actor: Actor, model: RegisteredModel, alias: str, protected: frozense
     return False
 
 
+_PROMOTIONS = cast(Table, Promotion.__table__)
+_INSERT_PROMOTION: Final = insert(_PROMOTIONS).returning(_PROMOTIONS.c.id)
+
+
 async def _append(
     session: AsyncSession,
     *,
@@ -128,19 +133,20 @@ async def _append(
     forced: bool = False,
     gate_run_id: int | None = None,
 ) -> Promotion:
-    promotion = Promotion(
-        model_id=model.id,
-        alias=alias,
-        from_version=before,
-        to_version=after,
-        action=action,
-        actor=actor.name,
-        reason=reason,
-        forced=forced,
-        gate_run_id=gate_run_id,
-    )
-    session.add(promotion)
-    await session.flush()
+    values = {
+        "model_id": model.id,
+        "alias": alias,
+        "from_version": before,
+        "to_version": after,
+        "action": action,
+        "actor": actor.name,
+        "reason": reason,
+        "forced": forced,
+        "gate_run_id": gate_run_id,
+        "created_at": utcnow(),
+    }
+    # Core, not the unit of work: history rows are written once. The caller gets a detached object.
+    promotion = Promotion(id=(await session.execute(_INSERT_PROMOTION, values)).scalar_one(), **values)
     data = {
         "model": model.name,
         "alias": alias,
@@ -172,6 +178,26 @@ async def _append(
             details=data,
         )
     return promotion
+
+
+_ALIASES = cast(Table, Alias.__table__)
+_BEFORE_MOVE: Final = select(
+    select(ModelVersion.id)
+    .where(ModelVersion.model_id == bindparam("model_id"), ModelVersion.version == bindparam("version"))
+    .scalar_subquery(),
+    select(_ALIASES.c.version)
+    .where(_ALIASES.c.model_id == bindparam("model_id"), _ALIASES.c.name == bindparam("alias"))
+    .scalar_subquery(),
+    select(GatePolicy.id)
+    .where(GatePolicy.model_id == bindparam("model_id"), GatePolicy.alias == bindparam("alias"))
+    .scalar_subquery(),
+)
+_MOVE: Final = (
+    update(_ALIASES)
+    .where(_ALIASES.c.model_id == bindparam("of_model"), _ALIASES.c.name == bindparam("of_alias"))
+    .values(version=bindparam("to"), updated_by=bindparam("by"), updated_at=bindparam("now"))
+)
+"""Built once: moving an alias is every promotion's write (and every rule's that promotes)."""
 
 
 async def set_alias(
@@ -209,17 +235,10 @@ async def set_alias(
         require(actor, Role.maintainer, action="forcing an alias past its gate policy")
         if not (reason or "").strip():
             raise InvalidInput("--force needs a --reason (it is kept in the promotion history)", field="reason")
-    # The target version's existence and the alias's current version, in one round trip.
-    exists_, before = (
-        await session.execute(
-            select(
-                select(ModelVersion.id)
-                .where(ModelVersion.model_id == model.id, ModelVersion.version == version)
-                .scalar_subquery(),
-                select(Alias.version).where(Alias.model_id == model.id, Alias.name == alias).scalar_subquery(),
-            )
-        )
-    ).one()
+    # The target version's existence, the alias's current version and whether a gate policy guards the
+    # alias, in one round trip.
+    target: dict[str, object] = {"model_id": model.id, "alias": alias, "version": version}
+    exists_, before, guarded = (await session.execute(_BEFORE_MOVE, target)).one()
     if exists_ is None:
         raise NotFound(f"model {model.name!r} has no version {version}")
     if not isinstance(expect, _Unset) and expect != before:
@@ -233,15 +252,13 @@ async def set_alias(
     if before == version:
         return Move(promotion=None, alias=alias, version=version)
     passed = None
-    if enforce_gates and not force:
+    if enforce_gates and not force and guarded is not None:
         passed = await gates.passing_run(session, model=model, alias=alias, version=version)
     if before is None:
         session.add(Alias(model_id=model.id, name=alias, version=version, updated_by=actor.name, updated_at=utcnow()))
     else:
         await session.execute(
-            update(Alias)
-            .where(Alias.model_id == model.id, Alias.name == alias)
-            .values(version=version, updated_by=actor.name, updated_at=utcnow())
+            _MOVE, {"of_model": model.id, "of_alias": alias, "to": version, "by": actor.name, "now": utcnow()}
         )
     promotion = await _append(
         session,

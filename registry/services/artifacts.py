@@ -6,8 +6,9 @@ import hashlib
 from collections.abc import AsyncIterable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final, cast
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import observability
@@ -92,6 +93,13 @@ async def gc_lock(session: AsyncSession, *, sha256: str, exclusive: bool) -> Non
         await session.execute(select(lock(func.hashtext(f"blob:{sha256}"))))
 
 
+_BLOBS = cast(Table, Blob.__table__)
+_BLOB_SIZES: Final = select(_BLOBS.c.sha256, _BLOBS.c.size).where(
+    _BLOBS.c.sha256.in_(bindparam("digests", expanding=True))
+)
+_LOCK_BLOBS_PG: Final = _BLOB_SIZES.with_for_update(read=True)
+
+
 async def lock_blobs(session: AsyncSession, *, digests: Iterable[str]) -> dict[str, int]:
     """Sizes of the stored blobs among ``digests``, each row share-locked until commit (PostgreSQL), so gc
     (which locks a blob row ``FOR UPDATE`` before deleting it) cannot delete one this transaction is about to
@@ -99,10 +107,8 @@ async def lock_blobs(session: AsyncSession, *, digests: Iterable[str]) -> dict[s
     wanted = sorted(set(digests))
     if not wanted:
         return {}
-    query = select(Blob.sha256, Blob.size).where(Blob.sha256.in_(wanted))
-    if dialect(session) == "postgresql":
-        query = query.with_for_update(read=True)
-    return {sha: int(size) for sha, size in (await session.execute(query)).all()}
+    query = _LOCK_BLOBS_PG if dialect(session) == "postgresql" else _BLOB_SIZES
+    return {sha: int(size) for sha, size in (await session.execute(query, {"digests": wanted})).all()}
 
 
 async def find_blob(session: AsyncSession, *, sha256: str) -> Blob | None:
@@ -164,16 +170,32 @@ async def list_run_files(session: AsyncSession, *, run_id: str, prefix: str = ""
     return list(await session.scalars(query))
 
 
+_RUN_FILES = cast(Table, RunFile.__table__)
+_MANIFEST: Final = (
+    select(_RUN_FILES.c.path, _RUN_FILES.c.sha256, _RUN_FILES.c.size)
+    .where(_RUN_FILES.c.run_id == bindparam("run"))
+    .order_by(_RUN_FILES.c.path)
+)
+_MANIFEST_AT: Final = _MANIFEST.where(
+    or_(
+        _RUN_FILES.c.path == bindparam("path"),
+        and_(_RUN_FILES.c.path > bindparam("below"), _RUN_FILES.c.path < bindparam("past")),  # as _under does
+    )
+)
+"""Built once: every version registered from a run reads its manifest."""
+
+
 async def run_manifest(session: AsyncSession, *, run_id: str, path: str) -> list[ManifestEntry]:
     """Snapshot of the run's files under ``path`` (a folder or a single file), paths relative to it.
 
     One query for both readings of ``path``; a file of that exact name wins over a folder of it. Raises
     NotFound when the run does not exist or has no files there."""
     path = names.artifact_path(path, allow_empty=True)
-    query = select(RunFile.path, RunFile.sha256, RunFile.size).where(RunFile.run_id == run_id).order_by(RunFile.path)
     if path:
-        query = query.where(or_(RunFile.path == path, _under(path)))
-    rows = (await session.execute(query)).all()
+        where = {"run": run_id, "path": path, "below": path + "/", "past": path + "0"}
+        rows = (await session.execute(_MANIFEST_AT, where)).all()
+    else:
+        rows = (await session.execute(_MANIFEST, {"run": run_id})).all()
     for found, sha256, size in rows:
         if found == path:
             return [ManifestEntry(path=path.rsplit("/", 1)[-1], sha256=sha256, size=int(size))]

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, cast
 
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry import observability
@@ -27,6 +27,20 @@ OUTBOX_LOCK_KEY = 7_031_978
 class Recorded:
     seq: int
     id: str
+
+
+_EVENTS = cast(Table, Event.__table__)
+_COLUMNS = ("id", "type", "subject", "actor", "data", "model", "created_at", "request_id")
+_RECORD: Final = insert(_EVENTS).returning(_EVENTS.c.seq)
+_TURN = select(func.pg_advisory_xact_lock(OUTBOX_LOCK_KEY).label("held")).cte("outbox_turn").prefix_with("MATERIALIZED")
+_RECORD_PG: Final = (
+    insert(_EVENTS)
+    .from_select(
+        list(_COLUMNS), select(*(bindparam(name, type_=_EVENTS.c[name].type) for name in _COLUMNS)).select_from(_TURN)
+    )
+    .returning(_EVENTS.c.seq)
+)
+"""Built once (every change records an event): PostgreSQL's takes the outbox lock in a CTE the insert reads."""
 
 
 async def record(
@@ -44,7 +58,6 @@ async def record(
     is held before the row draws its ``seq``, without a round trip of its own."""
     # Rows the caller added go first: on PostgreSQL the outbox lock is then held for the commit alone.
     await session.flush()
-    columns = Event.__table__.c
     event_id = f"evt_{uuid.uuid4().hex}"
     values: dict[str, Any] = {
         "id": event_id,
@@ -56,14 +69,8 @@ async def record(
         "created_at": utcnow(),
         "request_id": observability.request_id.get(),
     }
-    if dialect(session) == "postgresql":
-        turn = select(func.pg_advisory_xact_lock(OUTBOX_LOCK_KEY).label("held")).cte("outbox_turn")
-        turn = turn.prefix_with("MATERIALIZED")
-        row = select(*(literal(value, columns[name].type) for name, value in values.items())).select_from(turn)
-        statement = insert(Event).from_select(list(values), row)
-    else:
-        statement = insert(Event).values(values)
-    seq = (await session.execute(statement.returning(Event.seq))).scalar_one()
+    statement = _RECORD_PG if dialect(session) == "postgresql" else _RECORD
+    seq = (await session.execute(statement, values)).scalar_one()
     session.info["outbox_written"] = True  # the boundary wakes outbox consumers after commit
     return Recorded(seq=int(seq), id=event_id)
 

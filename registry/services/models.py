@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from typing import Final, cast
+
+from sqlalchemy import Table, bindparam, delete, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,15 +58,27 @@ async def get(session: AsyncSession, *, name: str) -> RegisteredModel:
 async def lock(session: AsyncSession, *, name: str) -> RegisteredModel:
     """Load the model holding its row lock until commit. Every change to a model's versions or aliases
     takes it first, so those changes are serialised per model (SQLite's write lock does this already)."""
-    model = await session.scalar(
-        select(RegisteredModel)
-        .where(RegisteredModel.name == name)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    model = await session.scalar(_LOCK, {"model_name": name})
     if model is None:
         raise missing(name)
     return model
+
+
+_LOCK: Final = (
+    select(RegisteredModel)
+    .where(RegisteredModel.name == bindparam("model_name"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
+_MODELS = cast(Table, RegisteredModel.__table__)
+_NEXT_VERSION: Final = (
+    sql_update(_MODELS)
+    .where(_MODELS.c.name == bindparam("model_name"))
+    .values(last_version=_MODELS.c.last_version + 1, updated_at=bindparam("now"))
+    .returning(_MODELS.c.id, _MODELS.c.last_version)
+)
 
 
 async def next_version(session: AsyncSession, *, name: str) -> tuple[int, int]:
@@ -72,15 +86,7 @@ async def next_version(session: AsyncSession, *, name: str) -> tuple[int, int]:
 
     One ``UPDATE … RETURNING``: the counter is bumped under the row lock the update takes (held until
     commit), so concurrent creates of the same model queue here and numbers stay gapless; no read first."""
-    row = (
-        await session.execute(
-            sql_update(RegisteredModel)
-            .where(RegisteredModel.name == name)
-            .values(last_version=RegisteredModel.last_version + 1, updated_at=utcnow())
-            .returning(RegisteredModel.id, RegisteredModel.last_version)
-            .execution_options(synchronize_session=False)
-        )
-    ).one_or_none()
+    row = (await session.execute(_NEXT_VERSION, {"model_name": name, "now": utcnow()})).one_or_none()
     if row is None:
         raise missing(name)
     return int(row[0]), int(row[1])

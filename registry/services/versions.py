@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
-from sqlalchemy import CompoundSelect, String, bindparam, delete, func, insert, literal_column, select, union_all
+from sqlalchemy import CompoundSelect, String, Table, bindparam, delete, func, insert, literal_column, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.base import utcnow
@@ -33,6 +33,12 @@ class VersionView:
     files: list[ManifestEntry] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
+
+
+_VERSIONS = cast(Table, ModelVersion.__table__)
+_INSERT_VERSION: Final = insert(_VERSIONS).returning(_VERSIONS.c.id)
+_INSERT_FILES: Final = insert(cast(Table, VersionFile.__table__))
+"""Core statements, built once: registering a version is every pipeline's hot write."""
 
 
 async def create(
@@ -81,11 +87,10 @@ async def create(
     }
     # Core, not the unit of work: the row is written once and never changed in this transaction. The
     # caller gets a detached object with the same values.
-    version_id = (await session.execute(insert(ModelVersion).values(values).returning(ModelVersion.id))).scalar_one()
+    version_id = (await session.execute(_INSERT_VERSION, values)).scalar_one()
     version = ModelVersion(id=version_id, **values)
     await session.execute(
-        insert(VersionFile),
-        [{"version_id": version.id, "path": e.path, "sha256": e.sha256, "size": e.size} for e in entries],
+        _INSERT_FILES, [{"version_id": version_id, "path": e.path, "sha256": e.sha256, "size": e.size} for e in entries]
     )
     if tags:
         await set_tags(session, version=version, tags=tags)
