@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any
@@ -36,6 +37,7 @@ import aiosqlite
 import anyio
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -187,10 +189,39 @@ async def _flock_exclusive(fd: int) -> None:
         raise
 
 
+PING_AFTER_IDLE_S = 5.0
+
+
+def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
+    """Ping a pooled PostgreSQL connection before reuse only when it sat idle for ``idle_s`` or longer.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip added to every transaction, about
+    a tenth of a registry write's CPU. A connection back in use within seconds was working when it was
+    returned; one idle longer may have been closed by a database restart, a failover or an idle timeout on
+    the way, and is replaced, as ``pool_pre_ping`` would. A restart in between fails the transactions that
+    were already using a connection (as it would anyway), and the first error invalidates the rest of
+    the pool.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _returned(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _reused(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < idle_s:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as exc:  # the pool opens a new connection in its place
+            raise DisconnectionError("connection was closed while idle in the pool") from exc
+
+
 class Database:
     """Owns the engines of one database; ``write()``/``read()`` open transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, ping_after_idle_s: float = PING_AFTER_IDLE_S) -> None:
         self.url = async_url(url)
         self.dialect = self.url.get_backend_name()
         if self.dialect == "sqlite":
@@ -202,9 +233,13 @@ class Database:
             self.short_read_engine = _sqlite_engine(self.url, immediate=False, pool_size=pool_size, on_loop=True)
         else:
             self.write_engine = create_async_engine(
-                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, hide_parameters=True
+                self.url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True
             )
-            self.read_engine = self.short_read_engine = self.write_engine
+            _ping_when_idle(self.write_engine, ping_after_idle_s)
+            self.read_engine = self.write_engine
+            # Same pool, no BEGIN/ROLLBACK round trips: under READ COMMITTED every statement of a transaction
+            # takes its own snapshot anyway, so a few point reads see what they would inside one.
+            self.short_read_engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
             self._write_lock = None
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
         self.on_commit: list[Callable[[], None]] = []
@@ -217,7 +252,7 @@ class Database:
         found = [("write", self.write_engine, _capacity(self.write_engine))]
         if self.read_engine is not self.write_engine:
             found.append(("read", self.read_engine, _capacity(self.read_engine)))
-        if self.short_read_engine is not self.write_engine:
+        if self.short_read_engine.pool is not self.write_engine.pool:
             found.append(("read-short", self.short_read_engine, _capacity(self.short_read_engine)))
         return found
 
@@ -245,7 +280,8 @@ class Database:
 
         Objects stay loaded after the block (close() detaches them without expiring, unlike rollback()).
         ``short``: a few point look-ups whose cost does not grow with the data (never a search, a listing or a
-        series); on SQLite they run on the event loop's thread, saving aiosqlite's hand-offs."""
+        series), and nothing written; on SQLite they run on the event loop's thread, saving aiosqlite's
+        hand-offs, and on PostgreSQL without a transaction around them."""
         async with (self._short_reader if short else self._reader)() as session:
             yield session
 

@@ -38,8 +38,11 @@ class Burst:
     """``BURST`` alias moves (a distinct alias each, so each committed move is exactly one event), sent by a
     few threads; remembers which calls answered 200 (committed for sure) and which did not."""
 
-    def __init__(self, url: str, token: str, model: str, aliases: list[str]) -> None:
+    def __init__(self, url: str, token: str, model: str, aliases: list[str], pace: float = 0.0) -> None:
         self.url, self.token, self.model = url, token, model
+        self.pace = pace
+        """Seconds each thread waits between its calls: keeps the burst going for a known time, however fast
+        the server answers."""
         self.todo = list(aliases)
         self.done: dict[str, int | None] = {}  # alias -> promotion id (None: it was already there)
         self.failed: list[str] = []
@@ -61,6 +64,7 @@ class Burst:
                         self.done[alias] = response.json().get("id")  # absent: committed before a crash
                     else:
                         self.failed.append(alias)
+                time.sleep(self.pace)
 
     def run(self, workers: int = 8) -> list[threading.Thread]:
         threads = [threading.Thread(target=self._worker, daemon=True) for _ in range(workers)]
@@ -89,7 +93,8 @@ def test_sigkill_mid_burst_loses_no_event(database_url: str, tmp_path: Path) -> 
         with client(first, made.tokens.maintainer) as api:
             subscribe(api, rec, ["alias.moved"], model=model)
             model_with_versions(api, model, 1)
-        burst = Burst(first.url, made.tokens.writer, model, aliases)
+        # 8 threads, 25 calls each, 0.1 s apart: the burst lasts 2.5 s or more, so the kill lands inside it.
+        burst = Burst(first.url, made.tokens.writer, model, aliases, pace=0.1)
         threads = burst.run()
         # Kill once the burst is well under way and the slow receiver holds deliveries in flight.
         wait_until(

@@ -114,3 +114,60 @@ async def test_write_statements_run_on_the_loop_thread_and_reads_on_aiosqlites(t
                 assert await session.scalar(text("SELECT count(*) FROM t")) == 2
     finally:
         await db.dispose()
+
+
+async def test_a_postgresql_connection_closed_while_idle_is_replaced(database_url: str, backend: str) -> None:
+    """Pooled PostgreSQL connections are pinged before reuse only after sitting idle (no round trip per
+    transaction under load); one the server closed meanwhile is replaced, not handed to the request. With
+    the idle mark out of reach, the same closed connection reaches the transaction and fails it."""
+    if backend != "postgres":
+        pytest.skip("SQLite connections are files, not sessions a server can close")
+    from sqlalchemy.exc import DBAPIError
+
+    from tests.conftest import _pg_admin
+
+    async def pooled_pid(db: Database) -> int:
+        async with db.read() as session:
+            return int(await session.scalar(text("SELECT pg_backend_pid()")))
+
+    for idle_s, replaced in ((0.0, True), (3600.0, False)):
+        db = Database(database_url, pool_size=1, ping_after_idle_s=idle_s)
+        try:
+            pid = await pooled_pid(db)
+            assert await pooled_pid(db) == pid  # the same pooled connection
+            await _pg_admin(database_url, f"SELECT pg_terminate_backend({pid})")
+            await anyio.sleep(0.2)
+            if replaced:
+                assert await pooled_pid(db) != pid
+                async with db.write() as session:  # and the pool works on
+                    assert await session.scalar(text("SELECT 1")) == 1
+            else:
+                with pytest.raises(DBAPIError):
+                    await pooled_pid(db)
+        finally:
+            await db.dispose()
+
+
+async def test_short_reads_on_postgresql_run_without_a_transaction(database_url: str, backend: str) -> None:
+    """A short read's statements are sent without BEGIN/ROLLBACK around them: each is a transaction of its
+    own (``now()`` is the transaction's start), where a plain read's share one, and nothing is left open."""
+    if backend != "postgres":
+        pytest.skip("SQLite's short reads are covered by the thread test above")
+    db = Database(database_url, pool_size=2)
+    try:
+        stamps = {}
+        for short in (True, False):
+            async with db.read(short=short) as session:
+                first = await session.scalar(text("SELECT now()"))
+                await anyio.sleep(0.02)
+                second = await session.scalar(text("SELECT now()"))
+            stamps[short] = (first, second)
+        assert stamps[True][0] != stamps[True][1]
+        assert stamps[False][0] == stamps[False][1]
+        assert [name for name, _engine, _capacity in db.pools()] == ["write"]  # one pool for all three
+        async with db.write() as session:  # the shared pool still opens transactions for writes
+            a = await session.scalar(text("SELECT now()"))
+            b = await session.scalar(text("SELECT now()"))
+            assert a == b
+    finally:
+        await db.dispose()
