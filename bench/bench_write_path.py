@@ -1,4 +1,5 @@
-"""Write path, in process: SQL statements and CPU per request for each hot write, and the dispatcher's share.
+"""Hot path, in process: SQL statements and CPU per request for each hot write and read, and the dispatcher's
+share.
 
 The app runs in this process (Litestar over httpx's ASGI transport, no sockets), on a fresh SQLite file or a
 new PostgreSQL database ``bench_wp_<pid>`` next to ``--postgres-url`` (dropped at the end). Per workload:
@@ -11,8 +12,9 @@ new PostgreSQL database ``bench_wp_<pid>`` next to ``--postgres-url`` (dropped a
   (``scope="probe"``).
 
 PostgreSQL's own CPU is not counted (another process); ``bench_mlflow.py`` measures the served path.
-To compare with another tree, run this file with ``PYTHONPATH=<that tree>`` (a tree whose dispatcher has no
-round scopes runs its one kind of round in both places).
+To compare with another tree, run this file with ``PYTHONPATH=<that tree>`` from outside the repository
+(from its root, the current directory would come first on ``sys.path``); a tree whose dispatcher has no
+round scopes runs its one kind of round in both places.
 
     .venv/bin/python bench/bench_write_path.py [--backends sqlite,postgres] [--requests 300] [--profile create-version]
 """
