@@ -256,11 +256,10 @@ class RegistryController(Controller):
 
     @get("/model-versions/get-download-uri")
     async def download_uri(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
-        async with db.read(short=True) as session:
-            view = await versions.view(
-                session, model_name=wire.query(request, "name"), version=_version(wire.query(request, "version"))
-            )
-        return {"artifact_uri": version_uri(view.model.id, view.version.version)}
+        async with db.read(short=True) as session:  # the row only: its manifest is not needed here
+            model = await models.get(session, name=wire.query(request, "name"))
+            version = await versions.get(session, model=model, version=_version(wire.query(request, "version")))
+        return {"artifact_uri": version_uri(model.id, version.version)}
 
     @get("/model-versions/search")
     async def search_versions(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:

@@ -78,6 +78,13 @@ def test_register_alias_stage_search_download(mlflow_env: str, tmp_path: Path) -
     found = client.search_registered_models(f"name LIKE '{name[:12]}%'")
     assert name in [m.name for m in found]
 
+    uri = client.get_model_version_download_uri(name, "2")
+    assert uri.startswith("mlflow-artifacts:/") and uri.endswith("/2")
+    assert uri != client.get_model_version_download_uri(name, "1")
+    with pytest.raises(MlflowException) as caught:
+        client.get_model_version_download_uri(name, "99")
+    assert caught.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
     staged = client.transition_model_version_stage(name, "1", "staging")
     assert staged.current_stage == "Staging"
     assert [v.version for v in client.get_latest_versions(name, stages=["Staging"])] == ["1"]
