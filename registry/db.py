@@ -37,7 +37,7 @@ import aiosqlite
 import anyio
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -87,7 +87,14 @@ def _loop_connector(path: str) -> Callable[[], Any]:
     return connect
 
 
-def _sqlite_engine(url: URL, *, immediate: bool, pool_size: int, on_loop: bool = False) -> AsyncEngine:
+SHORT_READ_BUSY_TIMEOUT_MS = 1_000
+"""A short read runs on the event loop: if SQLite ever makes a WAL reader wait (recovery after a crash, a
+checkpoint by the last connection), it fails after a second rather than stall the worker's other requests."""
+
+
+def _sqlite_engine(
+    url: URL, *, immediate: bool, pool_size: int, on_loop: bool = False, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS
+) -> AsyncEngine:
     # hide_parameters: a failed statement's error and log line must never carry its bound values
     # (webhook secrets, token hashes, user payloads).
     extra: dict[str, Any] = {}
@@ -110,7 +117,7 @@ def _sqlite_engine(url: URL, *, immediate: bool, pool_size: int, on_loop: bool =
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -198,9 +205,13 @@ def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
     SQLAlchemy's ``pool_pre_ping`` pings on every checkout: a round trip added to every transaction, about
     a tenth of a registry write's CPU. A connection back in use within seconds was working when it was
     returned; one idle longer may have been closed by a database restart, a failover or an idle timeout on
-    the way, and is replaced, as ``pool_pre_ping`` would. A restart in between fails the transactions that
-    were already using a connection (as it would anyway), and the first error invalidates the rest of
-    the pool.
+    the way, and is replaced with the rest of the pool, as ``pool_pre_ping`` would. A restart in between
+    fails the transactions that were already using a connection (as it would anyway), and the first error
+    invalidates the rest of the pool.
+
+    Short reads run without a transaction on the same pool; behind PgBouncer in transaction-pooling mode,
+    where statements outside a transaction may reach different server connections, asyncpg's prepared
+    statements break: point Modelkeep at PostgreSQL or at a session-pooling PgBouncer.
     """
 
     @event.listens_for(engine.sync_engine, "checkin")
@@ -214,8 +225,10 @@ def _ping_when_idle(engine: AsyncEngine, idle_s: float) -> None:
             return
         try:
             dbapi_connection.ping()
-        except Exception as exc:  # the pool opens a new connection in its place
-            raise DisconnectionError("connection was closed while idle in the pool") from exc
+        except Exception as exc:
+            # As pool_pre_ping does: this connection is replaced, and every other one opened before now is
+            # replaced at its next checkout (a restart closed them all).
+            raise InvalidatePoolError("connection was closed while idle in the pool") from exc
 
 
 class Database:
@@ -230,7 +243,13 @@ class Database:
             self.write_engine = _sqlite_engine(self.url, immediate=True, pool_size=1, on_loop=True)
             self._write_lock = _ProcessWriteLock(f"{self.url.database}.write-lock") if os.name == "posix" else None
             self.read_engine = _sqlite_engine(self.url, immediate=False, pool_size=pool_size)
-            self.short_read_engine = _sqlite_engine(self.url, immediate=False, pool_size=pool_size, on_loop=True)
+            self.short_read_engine = _sqlite_engine(
+                self.url,
+                immediate=False,
+                pool_size=pool_size,
+                on_loop=True,
+                busy_timeout_ms=SHORT_READ_BUSY_TIMEOUT_MS,
+            )
         else:
             self.write_engine = create_async_engine(
                 self.url, pool_size=pool_size, max_overflow=pool_size, hide_parameters=True

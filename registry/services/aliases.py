@@ -260,6 +260,10 @@ async def set_alias(
         await session.execute(
             _MOVE, {"of_model": model.id, "of_alias": alias, "to": version, "by": actor.name, "now": utcnow()}
         )
+        # A Core update leaves an Alias this session loaded earlier (rollback reads the holder) as it was.
+        loaded = session.identity_map.get(session.identity_key(Alias, (model.id, alias)))
+        if loaded is not None:
+            session.expire(loaded)
     promotion = await _append(
         session,
         model=model,

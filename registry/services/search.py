@@ -310,7 +310,7 @@ def _integer(column: Any, op: Op, value: int) -> ColumnElement[bool]:
 
 
 def _millis(column: InstrumentedAttribute[Any], op: Op, value: float) -> ColumnElement[bool]:
-    """Compare a UTC datetime column as whole epoch milliseconds (``int(ts * 1000)``, what the API shows).
+    """Compare a UTC datetime column as whole epoch milliseconds (floored, what the API shows).
 
     For an integer n, ``ms < n`` ⇔ ``column < instant(n)``, so every operator becomes a bound on the column
     and indexes stay usable.

@@ -124,7 +124,7 @@ class RegistryController(Controller):
 
     @get("/registered-models/get")
     async def get_model(self, request: Request[Any, Any, Any], db: Database) -> dict[str, Any]:
-        async with db.read(short=True) as session:
+        async with db.read() as session:
             model = await models.get(session, name=wire.query(request, "name"))
             return {"registered_model": await model_payload(session, model)}
 
@@ -219,7 +219,7 @@ class RegistryController(Controller):
         return await self._latest(db, wire.query(request, "name"), request.query_params.getall("stages", []))
 
     async def _latest(self, db: Database, name: str, stages: list[str]) -> dict[str, Any]:
-        async with db.read(short=True) as session:
+        async with db.read() as session:
             model = await models.get(session, name=name)
             found = await versions.latest_by_stage(session, model=model, stages=stages or None)
         return {"model_versions": [wire.version_json(model.name, v) for v in found]} if found else {}

@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from registry.domain.auth import AuditEntry, Role
 from registry.domain.events import Event
 from registry.errors import Conflict, Forbidden, InvalidInput, NotFound
-from registry.services import aliases, versions
+from registry.services import aliases, models, versions
 from registry.services.auth import Actor
 from tests.factories.models import create_model, create_version
 
@@ -123,3 +123,15 @@ async def test_setting_the_same_version_changes_nothing(session: AsyncSession) -
     )
     assert again.promotion is None
     assert len(await aliases.history(session, model_name=name)) == 1
+
+
+async def test_an_alias_loaded_before_a_move_reads_the_new_version(session: AsyncSession) -> None:
+    """The move is a Core update; an Alias this session holds from before must not keep the old version."""
+    name = await _model_with_versions(session, 2)
+    await aliases.set_alias(session, model_name=name, alias="staging", version=1, actor=WRITER, protected=PROTECTED)
+    model = await models.get(session, name=name)
+    held = await aliases.get(session, model=model, alias="staging")
+    assert held.version == 1
+    await aliases.set_alias(session, model_name=name, alias="staging", version=2, actor=WRITER, protected=PROTECTED)
+    again = await aliases.get(session, model=model, alias="staging")
+    assert again is held and again.version == 2  # the same object, reloaded
