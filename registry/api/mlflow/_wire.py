@@ -188,23 +188,11 @@ class VersionLike(Protocol):
 
 
 def version_rows_json(rows: Iterable[Sequence[Any]], tags: dict[int, dict[str, str]]) -> list[dict[str, Any]]:
-    """``version_json`` of search rows (the model's name, then ``search.VERSION_COLUMNS``), unpacked once each:
-    a page holds up to 200,000 of them."""
+    """``version_json`` of search rows (the model's name, then ``search.VERSION_COLUMNS``), unpacked once each
+    rather than read by attribute: a page holds up to 200,000 of them."""
     out = []
     for name, version_id, number, created, updated, by, stage, description, source, run_id in rows:
-        item = {
-            "name": name,
-            "version": str(number),
-            "creation_timestamp": ms(created),
-            "last_updated_timestamp": ms(updated),
-            "user_id": by,
-            "current_stage": stage,
-            "description": description or "",
-            "source": source,
-            "run_id": run_id or "",
-            "status": "READY",
-            "run_link": "",
-        }
+        item = _version_fields(name, number, created, updated, by, stage, description, source, run_id)
         held = tags.get(version_id)
         if held:
             item["tags"] = tags_list(held)
@@ -219,24 +207,42 @@ def version_json(
     tags: dict[str, str] | None = None,
     aliases: list[str] | None = None,
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "name": model_name,
-        "version": str(version.version),
-        "creation_timestamp": ms(version.created_at),
-        "last_updated_timestamp": ms(version.updated_at),
-        "user_id": version.created_by,
-        "current_stage": version.stage,
-        "description": version.description or "",
-        "source": version.source,
-        "run_id": version.run_id or "",
-        "status": "READY",
-        "run_link": "",
-    }
+    v = version
+    out = _version_fields(
+        model_name, v.version, v.created_at, v.updated_at, v.created_by, v.stage, v.description, v.source, v.run_id
+    )
     if tags:
         out["tags"] = tags_list(tags)
     if aliases:
         out["aliases"] = aliases
     return out
+
+
+def _version_fields(
+    name: str,
+    number: int,
+    created: datetime,
+    updated: datetime,
+    by: str,
+    stage: str,
+    description: str | None,
+    source: str,
+    run_id: str | None,
+) -> dict[str, Any]:
+    """MLflow's ModelVersion fields; status is always READY (a version is complete when it is created)."""
+    return {
+        "name": name,
+        "version": str(number),
+        "creation_timestamp": ms(created),
+        "last_updated_timestamp": ms(updated),
+        "user_id": by,
+        "current_stage": stage,
+        "description": description or "",
+        "source": source,
+        "run_id": run_id or "",
+        "status": "READY",
+        "run_link": "",
+    }
 
 
 def model_json(
