@@ -9,11 +9,13 @@ a time in seq order (PyPI's journal does the same). SQLite has a single writer, 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import CTE, ColumnElement, Table, bindparam, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningInsert
 
 from registry import observability
 from registry.domain.base import utcnow
@@ -36,11 +38,45 @@ _TURN = select(func.pg_advisory_xact_lock(OUTBOX_LOCK_KEY).label("held")).cte("o
 _RECORD_PG: Final = (
     insert(_EVENTS)
     .from_select(
-        list(_COLUMNS), select(*(bindparam(name, type_=_EVENTS.c[name].type) for name in _COLUMNS)).select_from(_TURN)
+        list(_COLUMNS),
+        select(*(bindparam(f"e_{name}", type_=_EVENTS.c[name].type) for name in _COLUMNS)).select_from(_TURN),
     )
     .returning(_EVENTS.c.seq)
 )
 """Built once (every change records an event): PostgreSQL's takes the outbox lock in a CTE the insert reads."""
+
+
+def record_pg_with(*writes: CTE, returning: Sequence[ColumnElement[Any]]) -> ReturningInsert[Any]:
+    """PostgreSQL: ``record``'s statement carrying other data-modifying CTEs (``writes``), so a change and its
+    event are one round trip. Execute it with ``pg_params(event_values(...))`` plus the writes' parameters
+    (the event's are prefixed: SQLAlchemy takes execute-time keys that name a column, such as ``id``, as
+    values for every INSERT in the statement, the writes' too); it returns ``seq`` and then ``returning``.
+    The writes run in the statement that takes the outbox lock; call ``recorded`` afterwards."""
+    return _RECORD_PG.add_cte(*writes).returning(*returning)
+
+
+def pg_params(values: dict[str, Any]) -> dict[str, Any]:
+    """An event's values as the PostgreSQL statements' parameters."""
+    return {f"e_{name}": value for name, value in values.items()}
+
+
+def event_values(*, type: str, subject: str, actor: str, data: dict[str, Any], model: str | None) -> dict[str, Any]:
+    """An event row's values (a new id, now, the request's id), as ``record`` inserts them."""
+    return {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": type,
+        "subject": subject,
+        "actor": actor,
+        "data": data,
+        "model": model,
+        "created_at": utcnow(),
+        "request_id": observability.request_id.get(),
+    }
+
+
+def recorded(session: AsyncSession) -> None:
+    """The transaction wrote an event: the boundary wakes outbox consumers after commit."""
+    session.info["outbox_written"] = True
 
 
 async def record(
@@ -58,21 +94,13 @@ async def record(
     is held before the row draws its ``seq``, without a round trip of its own."""
     # Rows the caller added go first: on PostgreSQL the outbox lock is then held for the commit alone.
     await session.flush()
-    event_id = f"evt_{uuid.uuid4().hex}"
-    values: dict[str, Any] = {
-        "id": event_id,
-        "type": type,
-        "subject": subject,
-        "actor": actor,
-        "data": data,
-        "model": model,
-        "created_at": utcnow(),
-        "request_id": observability.request_id.get(),
-    }
-    statement = _RECORD_PG if dialect(session) == "postgresql" else _RECORD
-    seq = (await session.execute(statement, values)).scalar_one()
-    session.info["outbox_written"] = True  # the boundary wakes outbox consumers after commit
-    return Recorded(seq=int(seq), id=event_id)
+    values = event_values(type=type, subject=subject, actor=actor, data=data, model=model)
+    if dialect(session) == "postgresql":
+        seq = (await session.execute(_RECORD_PG, pg_params(values))).scalar_one()
+    else:
+        seq = (await session.execute(_RECORD, values)).scalar_one()
+    recorded(session)
+    return Recorded(seq=int(seq), id=values["id"])
 
 
 async def list_after(

@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Any, Final, cast
 
-from sqlalchemy import CompoundSelect, String, Table, bindparam, delete, func, insert, literal_column, select, union_all
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    CompoundSelect,
+    String,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.domain.base import utcnow
 from registry.domain.models import Alias, ModelVersion, RegisteredModel, VersionFile, VersionTag
 from registry.errors import InvalidInput, NotFound
 from registry.services import aliases, artifacts, events, models, names, runs
-from registry.services._sql import put_tags
+from registry.services._sql import dialect, put_tags
 from registry.services.artifacts import ManifestEntry
 from registry.services.auth import Actor
 
@@ -39,6 +53,36 @@ _VERSIONS = cast(Table, ModelVersion.__table__)
 _INSERT_VERSION: Final = insert(_VERSIONS).returning(_VERSIONS.c.id)
 _INSERT_FILES: Final = insert(cast(Table, VersionFile.__table__))
 """Core statements, built once: registering a version is every pipeline's hot write."""
+_FILES = cast(Table, VersionFile.__table__)
+_VERSION_COLUMNS = (
+    "model_id", "version", "run_id", "source", "status", "stage", "description", "digest", "created_by", "created_at",
+    "updated_at",
+)  # fmt: skip
+_NEW_VERSION = (
+    insert(_VERSIONS)
+    .values({name: bindparam(f"v_{name}", type_=_VERSIONS.c[name].type) for name in _VERSION_COLUMNS})
+    .returning(_VERSIONS.c.id)
+    .cte("new_version")
+)
+_FILES_IN = func.unnest(
+    bindparam("v_paths", type_=ARRAY(String)),
+    bindparam("v_digests", type_=ARRAY(String)),
+    bindparam("v_sizes", type_=ARRAY(BigInteger)),
+).table_valued("path", "sha256", "size").render_derived(name="files_in")
+_NEW_FILES = (
+    insert(_FILES)
+    .from_select(
+        ["version_id", "path", "sha256", "size"],
+        select(_NEW_VERSION.c.id, _FILES_IN.c.path, _FILES_IN.c.sha256, _FILES_IN.c.size).select_from(
+            _NEW_VERSION.join(_FILES_IN, true())
+        ),
+    )
+    .cte("new_files")
+)
+_CREATE_PG: Final = events.record_pg_with(
+    _NEW_VERSION, _NEW_FILES, returning=[select(_NEW_VERSION.c.id).scalar_subquery()]
+)
+"""PostgreSQL: the version row, its files (``unnest`` of three arrays) and its event in one statement."""
 
 
 async def create(
@@ -87,6 +131,32 @@ async def create(
     }
     # Core, not the unit of work: the row is written once and never changed in this transaction. The
     # caller gets a detached object with the same values.
+    event: dict[str, Any] = {
+        "type": "model_version.created",
+        "subject": f"models/{model_name}/versions/{number}",
+        "actor": actor.name,
+        "model": model_name,
+    }
+    data = {
+        "model": model_name,
+        "version": number,
+        "run_id": run_id,
+        "digest": values["digest"],
+        "source": values["source"],
+    }
+    if dialect(session) == "postgresql" and not tags:
+        # The version, its files and its event in one statement: one round trip instead of three inside the
+        # model's critical section (the counter's row lock is held from next_version to the commit).
+        params: dict[str, Any] = {f"v_{name}": value for name, value in values.items()}
+        params.update(
+            events.pg_params(events.event_values(**event, data=data)),
+            v_paths=[e.path for e in entries],
+            v_digests=[e.sha256 for e in entries],
+            v_sizes=[e.size for e in entries],
+        )
+        _seq, version_id = (await session.execute(_CREATE_PG, params)).one()
+        events.recorded(session)
+        return ModelVersion(id=version_id, **values)
     version_id = (await session.execute(_INSERT_VERSION, values)).scalar_one()
     version = ModelVersion(id=version_id, **values)
     await session.execute(
@@ -94,20 +164,7 @@ async def create(
     )
     if tags:
         await set_tags(session, version=version, tags=tags)
-    await events.record(
-        session,
-        type="model_version.created",
-        subject=f"models/{model_name}/versions/{number}",
-        actor=actor.name,
-        model=model_name,
-        data={
-            "model": model_name,
-            "version": number,
-            "run_id": run_id,
-            "digest": version.digest,
-            "source": version.source,
-        },
-    )
+    await events.record(session, **event, data=data)
     return version
 
 

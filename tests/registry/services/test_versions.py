@@ -4,7 +4,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from registry.errors import AlreadyExists, InvalidInput, NotFound
-from registry.services import artifacts, models, versions
+from registry.services import artifacts, events, models, versions
 from registry.services.artifacts import ManifestEntry
 from tests.factories.artifacts import create_blob, create_run_file
 from tests.factories.models import create_model, create_version
@@ -46,6 +46,13 @@ async def test_version_from_run_folder_is_a_snapshot(session: AsyncSession) -> N
     assert weights.size == len(b"v1 weights")
     assert version.run_id == run.id and version.source == f"runs:/{run.id}/model"
     assert version.digest == artifacts.manifest_digest(view.files)
+    # The row, its files and its event are written together (one statement on PostgreSQL): the object handed
+    # back is the stored row, and the event carries it.
+    assert view.version.id == version.id and view.version.created_at == version.created_at
+    created = [e for e in await events.list_after(session, model=model.name) if e.type == "model_version.created"]
+    assert [(e.data["version"], e.data["digest"], e.subject) for e in created] == [
+        (version.version, version.digest, f"models/{model.name}/versions/{version.version}")
+    ]
 
 
 async def test_version_needs_uploaded_blobs_and_clean_paths(session: AsyncSession) -> None:
