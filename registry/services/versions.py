@@ -64,11 +64,15 @@ _NEW_VERSION = (
     .returning(_VERSIONS.c.id)
     .cte("new_version")
 )
-_FILES_IN = func.unnest(
-    bindparam("v_paths", type_=ARRAY(String)),
-    bindparam("v_digests", type_=ARRAY(String)),
-    bindparam("v_sizes", type_=ARRAY(BigInteger)),
-).table_valued("path", "sha256", "size").render_derived(name="files_in")
+_FILES_IN = (
+    func.unnest(
+        bindparam("v_paths", type_=ARRAY(String)),
+        bindparam("v_digests", type_=ARRAY(String)),
+        bindparam("v_sizes", type_=ARRAY(BigInteger)),
+    )
+    .table_valued("path", "sha256", "size")
+    .render_derived(name="files_in")
+)
 _NEW_FILES = (
     insert(_FILES)
     .from_select(
